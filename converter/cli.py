@@ -1,0 +1,112 @@
+"""Converter subcommands of ``edge-rec``: train-teacher, eval, demo.
+
+Registered through the ``edge_rec.commands`` entry point; heavy imports (TensorFlow, torch) happen
+inside the handlers, so ``edge-rec --help`` stays fast and works without the converter extra.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data (MovieLens-1M by default, or the generic CSV/TSV format)")
+    g.add_argument("--data", metavar="DIR", help="MovieLens-1M folder (default: $EDGE_REC_ML1M, ../shared/data/ml-1m, ./data/ml-1m)")
+    g.add_argument("--interactions", metavar="FILE", help="generic interactions file: user,item,timestamp[,weight]")
+    g.add_argument("--items", metavar="FILE", help="generic items file: item[,title,year,genres,...]")
+    g.add_argument("--delimiter", help="field delimiter of the generic files (default: by extension)")
+
+
+def _teacher_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("teacher")
+    g.add_argument("--no-text", action="store_true", help="ID embeddings only (ablation: no language-model text)")
+    g.add_argument("--epochs", type=int, help="maximum epochs (default 200)")
+    g.add_argument("--max-minutes", type=float, help="training time budget (default 55)")
+    g.add_argument("--dim", type=int, help="hidden size (default 64)")
+    g.add_argument("--max-len", type=int, help="history length the model reads (default 200)")
+
+
+def _teacher_config(args: argparse.Namespace):
+    from .teacher import SASRecConfig
+    overrides = {"use_text": not args.no_text, "max_epochs": args.epochs, "max_minutes": args.max_minutes,
+                 "dim": args.dim, "max_len": args.max_len}
+    return SASRecConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _load(args: argparse.Namespace):
+    from .data import leave_one_out
+    from .workflow import load_dataset
+    dataset = load_dataset(args.data, args.interactions, args.items, args.delimiter)
+    print(dataset.summary())
+    return dataset, leave_one_out(dataset)
+
+
+def _artifacts(args: argparse.Namespace, dataset) -> Path:
+    from .workflow import DEFAULT_ARTIFACTS
+    return Path(args.artifacts) if args.artifacts else DEFAULT_ARTIFACTS / dataset.name
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from .workflow import train_or_load_teacher
+    dataset, split = _load(args)
+    root = _artifacts(args, dataset)
+    config = _teacher_config(args)
+    out = Path(args.out) if args.out else root / ("teacher" if config.use_text else "teacher-notext")
+    train_or_load_teacher(dataset, split, out, root / "cache", config, force=args.force)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .workflow import evaluate_models, format_table
+    dataset, split = _load(args)
+    models = {}
+    if args.teacher:
+        from .teacher import SASRecTeacher
+        for path in args.teacher:
+            teacher = SASRecTeacher.load(path)
+            if teacher.info.get("dataset_fingerprint") not in (None, dataset.fingerprint()):
+                raise ValueError(f"the teacher at {path} was trained on a different data set than {dataset.name}")
+            models[Path(path).name] = teacher
+    out = Path(args.json) if args.json else _artifacts(args, dataset) / f"eval-{args.split}.json"
+    results = evaluate_models(models, dataset, split, args.split, out)
+    print(format_table(results))
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .workflow import evaluate_models, format_table, train_or_load_teacher
+    dataset, split = _load(args)
+    root = _artifacts(args, dataset)
+    print(f"[1/2] teacher (trained once, then reused from {root / 'teacher'})")
+    teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
+    print("[2/2] full-ranking evaluation on the test split")
+    results = evaluate_models({"teacher": teacher}, dataset, split, "test", root / "eval-test.json")
+    print(format_table(results))
+    print(f"metrics written to {root / 'eval-test.json'}")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the converter's subcommands to the ``edge-rec`` parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--artifacts", metavar="DIR", help="where models and reports go (default: artifacts/<data set>)")
+
+    p = sub.add_parser("train-teacher", parents=[common], help="train (or reuse) the reference SASRec teacher")
+    _data_args(p)
+    _teacher_args(p)
+    p.add_argument("--out", metavar="DIR", help="teacher directory (default: <artifacts>/teacher[-notext])")
+    p.add_argument("--force", action="store_true", help="retrain even if a matching teacher is saved")
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("eval", parents=[common], help="full-ranking evaluation of saved teachers and the popularity baseline")
+    _data_args(p)
+    p.add_argument("--teacher", metavar="DIR", action="append", help="a saved teacher (repeatable)")
+    p.add_argument("--split", choices=["test", "valid"], default="test")
+    p.add_argument("--json", metavar="FILE", help="where to write the metrics (default: <artifacts>/eval-<split>.json)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", parents=[common], help="data -> teacher -> metrics, end to end")
+    _data_args(p)
+    _teacher_args(p)
+    p.set_defaults(func=cmd_demo)

@@ -1,0 +1,90 @@
+"""Full-ranking evaluation: every catalog item is ranked for every user, seen items excluded.
+
+One protocol for the teacher, the student and the on-device bundle: anything that turns a batch of
+histories into scores over the catalog (a ``Scorer``) is evaluated by :func:`evaluate`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from .data import EvalSet
+from .progress import progress
+
+Scorer = Callable[[Sequence[np.ndarray]], np.ndarray]  # histories -> (batch, n_items) float scores
+DEFAULT_KS = (10, 20)
+
+
+def metrics_from_ranks(ranks: np.ndarray, top: np.ndarray, n_items: int,
+                       ks: Iterable[int] = DEFAULT_KS) -> Dict[str, float]:
+    """HR@k, NDCG@k, coverage@k and MRR from 0-based target ranks and each user's top-k list.
+
+    ``ranks`` may hold ``inf`` for a target that is not ranked at all. Coverage@k is the share of the
+    catalog that appears in at least one user's top-k.
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.size == 0:
+        raise ValueError("no users to evaluate")
+    out: Dict[str, float] = {"users": int(ranks.size)}
+    for k in ks:
+        hit = ranks < k
+        out[f"HR@{k}"] = float(hit.mean())
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0).mean())
+        out[f"coverage@{k}"] = float(np.unique(top[:, :k]).size / n_items)
+    out["MRR"] = float(np.where(np.isfinite(ranks), 1.0 / (ranks + 1.0), 0.0).mean())
+    return out
+
+
+def rank_targets(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.ndarray,
+                 k: int, exclude_seen: bool = True):
+    """Ranks of ``targets`` in ``scores`` (B, n_items) and the top-``k`` items per row.
+
+    Seen items (the history, except the target itself) are excluded. Ties are broken by item index,
+    so a rank and a top-k list always agree.
+    """
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    rows = np.arange(len(targets))
+    if scores.ndim != 2 or scores.shape[0] != len(targets):
+        raise ValueError(f"scorer returned shape {scores.shape}, expected ({len(targets)}, n_items)")
+    target_scores = scores[rows, targets].copy()
+    if exclude_seen:
+        for r, hist in enumerate(histories):
+            scores[r, hist] = -np.inf
+        scores[rows, targets] = target_scores  # a target the user had seen before stays rankable
+    nan = np.isnan(scores)
+    if nan.any():
+        raise ValueError(f"scorer returned NaN scores for {int(nan.any(axis=1).sum())} users")
+    index = np.arange(scores.shape[1])[None, :]
+    t = target_scores[:, None]
+    ranks = ((scores > t) | ((scores == t) & (index < targets[:, None]))).sum(axis=1)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return ranks, top
+
+
+def evaluate(scorer: Scorer, eval_set: EvalSet, n_items: int, ks: Iterable[int] = DEFAULT_KS,
+             batch_size: int = 512, exclude_seen: bool = True, desc: Optional[str] = None) -> Dict[str, float]:
+    """Evaluate ``scorer`` on ``eval_set`` with full ranking over all ``n_items`` items."""
+    ks = tuple(ks)
+    all_ranks: List[np.ndarray] = []
+    all_top: List[np.ndarray] = []
+    n = len(eval_set)
+    for start in progress(range(0, n, batch_size), desc=desc, total=math.ceil(n / batch_size)):
+        hist = eval_set.histories[start:start + batch_size]
+        targets = eval_set.targets[start:start + batch_size]
+        ranks, top = rank_targets(scorer(hist), hist, targets, max(ks), exclude_seen)
+        all_ranks.append(ranks)
+        all_top.append(top)
+    return metrics_from_ranks(np.concatenate(all_ranks), np.concatenate(all_top), n_items, ks)
+
+
+class PopularityScorer:
+    """Baseline: every user gets the items ranked by their number of training interactions."""
+
+    def __init__(self, train: Sequence[np.ndarray], n_items: int) -> None:
+        counts = np.bincount(np.concatenate(list(train)), minlength=n_items) if len(train) else np.zeros(n_items)
+        self.counts = counts.astype(np.float32)
+
+    def __call__(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return np.broadcast_to(self.counts, (len(histories), self.counts.size))

@@ -1,0 +1,9 @@
+"""Server models: the Teacher interface and the reference SASRec teacher.
+
+Importing this package imports TensorFlow (for the reference teacher).
+"""
+from .base import Teacher
+from .sasrec import SASRecConfig, SASRecNet, SASRecTeacher
+from .train import TrainLog, train_sasrec
+
+__all__ = ["Teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "train_sasrec"]

@@ -1,0 +1,36 @@
+"""The Teacher interface: what edge-rec needs from a server model to distil it onto a device."""
+from __future__ import annotations
+
+import abc
+from typing import Sequence
+
+import numpy as np
+
+
+class Teacher(abc.ABC):
+    """A recommender over a fixed catalog of ``n_items`` items, indexed 0..n_items-1.
+
+    Users plug their own server model in by implementing ``item_vectors`` and ``user_vectors``; the
+    score of an item for a user is the dot product of the two unless ``scores`` is overridden.
+    """
+
+    @property
+    @abc.abstractmethod
+    def n_items(self) -> int:
+        """Number of catalog items."""
+
+    @abc.abstractmethod
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) float32: the item representations the teacher scores against."""
+
+    @abc.abstractmethod
+    def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """(len(histories), dim) float32: one query vector per history (item indices, oldest first)."""
+
+    def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """(len(histories), n_items) float32 scores of every item for every history."""
+        return self.user_vectors(histories) @ self.item_vectors().T
+
+    def __call__(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """A Teacher is a ``Scorer`` for :func:`converter.evaluate.evaluate`."""
+        return self.scores(histories)

@@ -1,0 +1,192 @@
+"""The reference teacher: a SASRec-style causal transformer over item histories (Keras 3 / TensorFlow).
+
+An item's representation is a learned ID embedding plus a linear projection of its language-model
+text embedding, so items with text but no interactions still get a meaningful vector. The same item
+table embeds the history and scores the catalog (tied weights), trained with full softmax
+cross-entropy over all items at every position.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from edge_rec.atomic import atomic_write_json, replace_dir, staging_dir
+
+from ..tf_env import keras, tf
+from .base import Teacher
+
+FORMAT = "edge-rec-sasrec-teacher/1"
+
+
+@dataclass
+class SASRecConfig:
+    """Architecture and training hyper-parameters of the reference teacher."""
+
+    max_len: int = 200
+    dim: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    use_text: bool = True
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 200
+    eval_every: int = 2          # epochs between validation runs
+    patience: int = 5            # validation runs without improvement before stopping
+    max_minutes: float = 55.0    # wall-clock budget for training
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "SASRecConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class CausalBlock(keras.layers.Layer):
+    """Pre-LayerNorm transformer block with causal self-attention (as in SASRec)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.ln_attn = keras.layers.LayerNormalization(epsilon=1e-8)
+        self.attn = keras.layers.MultiHeadAttention(heads, dim // heads, dropout=dropout)
+        self.ln_ffn = keras.layers.LayerNormalization(epsilon=1e-8)
+        self.ffn_in = keras.layers.Dense(dim, activation="relu")
+        self.ffn_out = keras.layers.Dense(dim)
+        self.drop = keras.layers.Dropout(dropout)
+
+    def call(self, x, attention_mask, valid, training=False):
+        q = self.ln_attn(x)
+        x = x + self.drop(self.attn(q, x, x, attention_mask=attention_mask, training=training), training=training)
+        h = self.ffn_out(self.drop(self.ffn_in(self.ln_ffn(x)), training=training))
+        return (x + self.drop(h, training=training)) * valid
+
+
+class SASRecNet(keras.Model):
+    """Embeds left-padded histories of internal item ids (1..n_items, 0 = padding)."""
+
+    def __init__(self, n_items: int, config: SASRecConfig, text_vectors: Optional[np.ndarray] = None) -> None:
+        super().__init__()
+        c = self.config = config
+        self.n_items = n_items
+        init = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.id_emb = keras.layers.Embedding(n_items + 1, c.dim, embeddings_initializer=init)
+        self.pos_emb = keras.layers.Embedding(c.max_len, c.dim, embeddings_initializer=init)
+        if c.use_text:
+            if text_vectors is None:
+                raise ValueError("use_text=True needs the items' text vectors")
+            if text_vectors.shape[0] != n_items:
+                raise ValueError(f"text vectors cover {text_vectors.shape[0]} items, the catalog has {n_items}")
+            padded = np.concatenate([np.zeros((1, text_vectors.shape[1]), np.float32), text_vectors])
+            self.text_table = self.add_weight(shape=padded.shape, trainable=False, name="text_table",
+                                              initializer=keras.initializers.Constant(padded))
+            self.text_proj = keras.layers.Dense(c.dim, use_bias=False, name="text_proj")
+        self.blocks = [CausalBlock(c.dim, c.heads, c.dropout, name=f"block{i}") for i in range(c.blocks)]
+        self.final_ln = keras.layers.LayerNormalization(epsilon=1e-8)
+        self.drop = keras.layers.Dropout(c.dropout)
+        self.id_emb.build((None,))
+        if c.use_text:
+            self.text_proj.build((None, padded.shape[1]))
+        self.encode(tf.zeros((1, 2), tf.int32))  # build the remaining weights
+
+    def item_table(self):
+        """(n_items + 1, dim): row i represents internal item i (row 0 is padding)."""
+        table = self.id_emb.embeddings
+        if self.config.use_text:
+            table = table + self.text_proj(self.text_table)
+        return table
+
+    def encode(self, seqs, training=False):
+        """(B, T) int32 left-padded ids -> (B, T, dim) hidden states (causal: position t sees <= t)."""
+        c = self.config
+        length = tf.shape(seqs)[1]
+        valid = tf.cast(seqs > 0, tf.float32)[..., None]
+        x = tf.gather(self.item_table(), seqs) * math.sqrt(c.dim)
+        x = x + self.pos_emb(tf.range(c.max_len - length, c.max_len))[None]  # last item = last position
+        x = self.drop(x, training=training) * valid
+        causal = tf.linalg.band_part(tf.ones((length, length), tf.bool), -1, 0)
+        mask = tf.logical_and(causal[None], (seqs > 0)[:, None, :])
+        for block in self.blocks:
+            x = block(x, mask, valid, training=training)
+        return self.final_ln(x)
+
+    def call(self, seqs, training=False):
+        return self.encode(seqs, training=training)
+
+
+def pad_left(histories: Sequence[np.ndarray], max_len: int, offset: int = 1, multiple: int = 1) -> np.ndarray:
+    """Stack the last ``max_len`` items of each history, shifted by ``offset``, left-padded with 0.
+
+    The width is the longest history rounded up to ``multiple`` (capped at ``max_len``), so batches
+    of short histories stay cheap and the number of distinct shapes stays small.
+    """
+    longest = max((min(len(h), max_len) for h in histories), default=1)
+    width = min(max_len, max(1, -(-longest // multiple) * multiple))
+    out = np.zeros((len(histories), width), dtype=np.int32)
+    for r, h in enumerate(histories):
+        h = np.asarray(h)[-width:]
+        if len(h):
+            out[r, width - len(h):] = h + offset
+    return out
+
+
+class SASRecTeacher(Teacher):
+    """A trained :class:`SASRecNet` behind the :class:`Teacher` interface."""
+
+    def __init__(self, net: SASRecNet, item_ids: List[str], info: Optional[Dict[str, Any]] = None) -> None:
+        if len(item_ids) != net.n_items:
+            raise ValueError(f"{len(item_ids)} item ids for a model of {net.n_items} items")
+        self.net, self.item_ids, self.info = net, list(item_ids), dict(info or {})
+        self._user = tf.function(lambda s: self.net.encode(s, training=False)[:, -1, :],
+                                 input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
+
+    @property
+    def config(self) -> SASRecConfig:
+        return self.net.config
+
+    @property
+    def n_items(self) -> int:
+        return self.net.n_items
+
+    def item_vectors(self) -> np.ndarray:
+        return self.net.item_table()[1:].numpy()
+
+    def user_vectors(self, histories: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
+        out = [self._user(pad_left(histories[s:s + batch_size], self.config.max_len, multiple=25)).numpy()
+               for s in range(0, len(histories), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.config.dim), np.float32)
+
+    def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return self.user_vectors(histories) @ self.item_vectors().T
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the teacher to directory ``path`` atomically (config.json + model.weights.h5)."""
+        path = Path(path)
+        stage = staging_dir(path)
+        self.net.save_weights(str(stage / "model.weights.h5"))
+        atomic_write_json(stage / "config.json", {
+            "format": FORMAT, "config": asdict(self.config), "n_items": self.n_items,
+            "text_dim": int(self.net.text_table.shape[1]) if self.config.use_text else None,
+            "item_ids": self.item_ids, "info": self.info})
+        replace_dir(stage, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "SASRecTeacher":
+        """Load a teacher written by :meth:`save`; no language model is needed (text vectors are saved)."""
+        path = Path(path)
+        try:
+            meta = json.loads((path / "config.json").read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no saved teacher at {path} (config.json missing)") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}/config.json: format {meta.get('format')!r}, expected {FORMAT!r}")
+        config = SASRecConfig.from_dict(meta["config"])
+        text = np.zeros((meta["n_items"], meta["text_dim"]), np.float32) if config.use_text else None
+        net = SASRecNet(meta["n_items"], config, text)
+        net.load_weights(str(path / "model.weights.h5"))
+        return cls(net, meta["item_ids"], meta.get("info"))

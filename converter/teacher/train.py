@@ -1,0 +1,120 @@
+"""Training of the reference teacher: full softmax cross-entropy, early stopping on validation NDCG@10."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..data import Split
+from ..evaluate import evaluate
+from ..progress import progress
+from ..tf_env import keras, tf
+from .sasrec import SASRecConfig, SASRecNet, SASRecTeacher, pad_left
+
+
+@dataclass
+class TrainLog:
+    """What happened during training: per-epoch loss, validation metrics, the best epoch, the time."""
+
+    epochs: List[Dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: Dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    stopped: str = ""
+
+
+def training_windows(train: Sequence[np.ndarray], max_len: int):
+    """Per user: inputs = the last ``max_len`` items but one, targets = the same window shifted by one."""
+    inputs, targets = [], []
+    for seq in train:
+        if len(seq) < 2:
+            continue
+        w = np.asarray(seq[-(max_len + 1):])
+        inputs.append(w[:-1])
+        targets.append(w[1:])
+    return inputs, targets
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """Users grouped by similar length (little padding), shuffled within length bands and across batches."""
+    order = np.lexsort((rng.random(len(lengths)), lengths // 16))
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.ndarray] = None,
+                 config: Optional[SASRecConfig] = None,
+                 log: Callable[[str], None] = print) -> "tuple[SASRecTeacher, TrainLog]":
+    """Train a SASRec teacher on ``split.train``; keep the weights of the best validation NDCG@10."""
+    c = config or SASRecConfig()
+    keras.utils.set_random_seed(c.seed)
+    rng = np.random.default_rng(c.seed)
+    n_items = len(item_ids)
+    net = SASRecNet(n_items, c, text_vectors if c.use_text else None)
+    teacher = SASRecTeacher(net, item_ids)
+    opt = keras.optimizers.Adam(learning_rate=c.learning_rate)
+    variables = net.trainable_variables
+    opt.build(variables)
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec], reduce_retracing=True)
+    def step(inputs, targets):
+        with tf.GradientTape() as tape:
+            hidden = net.encode(inputs, training=True)
+            mask = targets > 0
+            h = tf.boolean_mask(hidden, mask)
+            y = tf.boolean_mask(targets, mask) - 1
+            logits = tf.matmul(h, net.item_table()[1:], transpose_b=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    inputs, targets = training_windows(split.train, c.max_len)
+    lengths = np.array([len(x) for x in inputs])
+    result = TrainLog()
+    best_weights = net.get_weights()
+    bad_evals = 0
+    start = time.time()
+    for epoch in range(1, c.max_epochs + 1):
+        losses = []
+        batches = _batches(lengths, c.batch_size, rng)
+        for b in progress(batches, desc=f"epoch {epoch}", total=len(batches)):
+            x = pad_left([inputs[i] for i in b], c.max_len, offset=1, multiple=16)
+            y = pad_left([targets[i] for i in b], c.max_len, offset=1, multiple=16)
+            losses.append(float(step(x, y)))
+        row: Dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)),
+                                 "minutes": (time.time() - start) / 60}
+        out_of_time = row["minutes"] >= c.max_minutes
+        if epoch % c.eval_every == 0 or epoch == c.max_epochs or out_of_time:
+            valid = evaluate(teacher, split.valid, n_items, ks=(10,))
+            row.update({f"valid_{k}": v for k, v in valid.items() if k != "users"})
+            if valid["NDCG@10"] > result.best_valid.get("NDCG@10", -1.0):
+                result.best_epoch, result.best_valid = epoch, valid
+                best_weights = net.get_weights()
+                bad_evals = 0
+            else:
+                bad_evals += 1
+        result.epochs.append(row)
+        log(f"epoch {epoch:3d}  loss {row['loss']:.4f}  "
+            + (f"valid NDCG@10 {row['valid_NDCG@10']:.4f} HR@10 {row['valid_HR@10']:.4f}  "
+               if "valid_NDCG@10" in row else "")
+            + f"[{row['minutes']:.1f} min]")
+        if bad_evals >= c.patience:
+            result.stopped = f"early stop: no validation gain in {c.patience} evaluations"
+            break
+        if out_of_time:
+            result.stopped = f"time budget of {c.max_minutes} min reached"
+            break
+    else:
+        result.stopped = f"max_epochs={c.max_epochs} reached"
+    net.set_weights(best_weights)
+    result.seconds = time.time() - start
+    teacher.info = {"best_epoch": result.best_epoch, "valid": result.best_valid,
+                    "train_seconds": round(result.seconds, 1), "stopped": result.stopped}
+    log(f"{result.stopped}; best epoch {result.best_epoch} "
+        f"(valid NDCG@10 {result.best_valid.get('NDCG@10', float('nan')):.4f}), {result.seconds / 60:.1f} min")
+    return teacher, result
