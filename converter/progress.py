@@ -18,3 +18,8 @@ def progress(iterable: Iterable[T], desc: Optional[str] = None, total: Optional[
         return iterable
     from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
+
+
+def say(message: str) -> None:
+    """Print a status line at once (also when stdout is a file or a pipe)."""
+    print(message, flush=True)

@@ -12,6 +12,7 @@ from edge_rec.atomic import atomic_write_json
 
 from .data import Dataset, Split, leave_one_out, load_interactions, load_movielens_1m
 from .evaluate import PopularityScorer, evaluate
+from .progress import say
 
 PathLike = Union[str, Path]
 DEFAULT_ARTIFACTS = Path(os.environ.get("EDGE_REC_ARTIFACTS", "artifacts"))
@@ -34,7 +35,7 @@ def text_vectors(dataset: Dataset, cache_dir: PathLike) -> np.ndarray:
 
 
 def train_or_load_teacher(dataset: Dataset, split: Split, out: PathLike, cache_dir: PathLike,
-                          config=None, force: bool = False, log: Callable[[str], None] = print):
+                          config=None, force: bool = False, log: Callable[[str], None] = say):
     """Reuse the teacher saved at ``out`` if it was trained on this data set with this config."""
     from .teacher import SASRecConfig, SASRecTeacher, train_sasrec
     config = config or SASRecConfig()

@@ -91,7 +91,7 @@ class SASRecNet(keras.Model):
         self.id_emb.build((None,))
         if c.use_text:
             self.text_proj.build((None, padded.shape[1]))
-        self.encode(tf.zeros((1, 2), tf.int32))  # build the remaining weights
+        self(tf.zeros((1, 2), tf.int32))  # build the remaining weights (and mark the model built)
 
     def item_table(self):
         """(n_items + 1, dim): row i represents internal item i (row 0 is padding)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data import Split
 from ..evaluate import evaluate
-from ..progress import progress
+from ..progress import progress, say
 from ..tf_env import keras, tf
 from .sasrec import SASRecConfig, SASRecNet, SASRecTeacher, pad_left
 
@@ -47,7 +47,7 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
 
 def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.ndarray] = None,
                  config: Optional[SASRecConfig] = None,
-                 log: Callable[[str], None] = print) -> "tuple[SASRecTeacher, TrainLog]":
+                 log: Callable[[str], None] = say) -> "tuple[SASRecTeacher, TrainLog]":
     """Train a SASRec teacher on ``split.train``; keep the weights of the best validation NDCG@10."""
     c = config or SASRecConfig()
     keras.utils.set_random_seed(c.seed)
@@ -114,7 +114,8 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
     net.set_weights(best_weights)
     result.seconds = time.time() - start
     teacher.info = {"best_epoch": result.best_epoch, "valid": result.best_valid,
-                    "train_seconds": round(result.seconds, 1), "stopped": result.stopped}
+                    "train_seconds": round(result.seconds, 1), "stopped": result.stopped,
+                    "epochs": result.epochs}
     log(f"{result.stopped}; best epoch {result.best_epoch} "
         f"(valid NDCG@10 {result.best_valid.get('NDCG@10', float('nan')):.4f}), {result.seconds / 60:.1f} min")
     return teacher, result
