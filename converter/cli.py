@@ -1,4 +1,4 @@
-"""Converter subcommands of ``edge-rec``: train-teacher, eval, demo.
+"""Converter subcommands of ``edge-rec``: train-teacher, eval, convert, demo.
 
 Registered through the ``edge_rec.commands`` entry point; heavy imports (TensorFlow, torch) happen
 inside the handlers, so ``edge-rec --help`` stays fast and works without the converter extra.
@@ -74,16 +74,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("conversion")
+    g.add_argument("--key", metavar="FILE", help="ed25519 private key (default: <artifacts>/../keys/edge-rec.key, "
+                                                 "created on first use)")
+    g.add_argument("--bundle", metavar="DIR", help="bundle directory to write (default: <artifacts>/bundle)")
+    g.add_argument("--architectures", default="pool-mlp,attention", help="student architectures to try (comma-separated)")
+    g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 60)")
+    g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
+
+
+def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> dict:
+    from dataclasses import replace
+    from edge_rec.signing import generate_keypair
+    from .convert import ConvertConfig, convert
+    from .report import write_report
+    from .student import StudentConfig
+    key = Path(args.key) if args.key else root.parent / "keys" / "edge-rec.key"
+    if not key.is_file():
+        if args.key:
+            raise FileNotFoundError(f"private key {key} not found (make one with: edge-rec keygen --out DIR)")
+        generate_keypair(key.parent)
+        print(f"created a signing key pair in {key.parent} (devices pin {key.with_suffix('.pub').name})")
+    student = StudentConfig(**{k: v for k, v in {"epochs": args.student_epochs, "history_len": args.history_len}.items()
+                               if v is not None})
+    config = ConvertConfig(architectures=tuple(a.strip() for a in args.architectures.split(",") if a.strip()),
+                           student=student)
+    bundle = Path(args.bundle) if args.bundle else root / "bundle"
+    report = convert(dataset, split, teacher, bundle, key, config)
+    md = write_report(report, root / "report")
+    print(md.read_text())
+    print(f"bundle: {bundle}\nreport: {md} (+ report.json and PNG plots beside it)")
+    return report
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .workflow import train_or_load_teacher
+    dataset, split = _load(args)
+    root = _artifacts(args, dataset)
+    teacher = train_or_load_teacher(dataset, split, Path(args.teacher) if args.teacher else root / "teacher",
+                                    root / "cache", _teacher_config(args))
+    _convert(args, dataset, split, teacher, root)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import evaluate_models, format_table, train_or_load_teacher
     dataset, split = _load(args)
     root = _artifacts(args, dataset)
-    print(f"[1/2] teacher (trained once, then reused from {root / 'teacher'})")
+    print(f"[1/3] teacher (trained once, then reused from {root / 'teacher'})")
     teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
-    print("[2/2] full-ranking evaluation on the test split")
+    print("[2/3] full-ranking evaluation of the teacher on the test split")
     results = evaluate_models({"teacher": teacher}, dataset, split, "test", root / "eval-test.json")
     print(format_table(results))
-    print(f"metrics written to {root / 'eval-test.json'}")
+    print("[3/3] convert: distil, int8-quantize, index, sign -> bundle")
+    _convert(args, dataset, split, teacher, root)
     return 0
 
 
@@ -106,7 +151,15 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="where to write the metrics (default: <artifacts>/eval-<split>.json)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", parents=[common], help="data -> teacher -> metrics, end to end")
+    p = sub.add_parser("convert", parents=[common], help="teacher -> int8 TFLite student + HNSW index -> signed bundle")
     _data_args(p)
     _teacher_args(p)
+    _convert_args(p)
+    p.add_argument("--teacher", metavar="DIR", help="saved teacher (default: <artifacts>/teacher, trained if missing)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", parents=[common], help="data -> teacher -> metrics -> bundle, end to end")
+    _data_args(p)
+    _teacher_args(p)
+    _convert_args(p)
     p.set_defaults(func=cmd_demo)

@@ -1,0 +1,161 @@
+"""Distillation: train a student to reproduce the teacher's ranking over the catalog.
+
+Loss = (1 - w) * KL(teacher || student) on temperature-softened scores + w * cross-entropy of the true
+next item. The student scores items against the same int8-dequantized item vectors the device holds.
+Catalogs up to ``full_softmax_limit`` items use the full softmax; larger ones the teacher's top-K items
+of the batch plus uniformly sampled negatives.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge_rec.model import history_window
+
+from .data import EvalSet, Split
+from .evaluate import evaluate
+from .progress import progress, say
+from .student import StudentConfig, build_student
+from .teacher import Teacher
+from .tf_env import keras, tf
+
+
+def history_inputs(histories: Sequence[np.ndarray], table: np.ndarray, history_len: int
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """Stacked :func:`edge_rec.model.history_window` of each history (item rows of ``table``):
+    (B, L, d) vectors and (B, L) masks, exactly as the device builds them."""
+    windows = [history_window(table[np.asarray(h, dtype=np.int64)], history_len) for h in histories]
+    if not windows:
+        return np.zeros((0, history_len, table.shape[1]), np.float32), np.zeros((0, history_len), np.float32)
+    return np.stack([w[0] for w in windows]), np.stack([w[1] for w in windows])
+
+
+class StudentScorer:
+    """The fp32 student as a ``Scorer``: query vectors dotted with the device's item vectors."""
+
+    def __init__(self, model: keras.Model, table: np.ndarray, history_len: int) -> None:
+        self.model, self.table, self.history_len = model, table.astype(np.float32), history_len
+        self._call = tf.function(lambda x, m: model(x, m, training=False), reduce_retracing=True)
+
+    def queries(self, histories: Sequence[np.ndarray], batch_size: int = 512) -> np.ndarray:
+        out = []
+        for s in range(0, len(histories), batch_size):
+            x, m = history_inputs(histories[s:s + batch_size], self.table, self.history_len)
+            out.append(self._call(x, m).numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.table.shape[1]), np.float32)
+
+    def __call__(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return self.queries(histories) @ self.table.T
+
+
+def sample_cases(train: Sequence[np.ndarray], rng: np.random.Generator) -> Tuple[List[np.ndarray], np.ndarray]:
+    """One training case per user: a random prefix of the training sequence and the item after it
+    (``-1`` when the prefix is the whole sequence: then only the teacher teaches)."""
+    histories, targets = [], []
+    for seq in train:
+        if len(seq) < 2:
+            continue
+        t = int(rng.integers(1, len(seq) + 1))
+        histories.append(seq[:t])
+        targets.append(int(seq[t]) if t < len(seq) else -1)
+    return histories, np.asarray(targets, dtype=np.int64)
+
+
+def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of items two sets of top-k lists (rows) have in common."""
+    k = a.shape[1]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
+
+
+def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: int) -> np.ndarray:
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    for r, h in enumerate(histories):
+        scores[r, h] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+@dataclass
+class DistillLog:
+    epochs: List[Dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: Dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[StudentConfig] = None,
+            eval_every: int = 5, log: Callable[[str], None] = say) -> Tuple[keras.Model, DistillLog]:
+    """Train a student on ``split.train`` against ``teacher``; keep the best validation NDCG@10."""
+    c = config or StudentConfig()
+    keras.utils.set_random_seed(c.seed)
+    rng = np.random.default_rng(c.seed)
+    n_items, dim = table.shape
+    student = build_student(c, dim)
+    scorer = StudentScorer(student, table, c.history_len)
+    log_scale = tf.Variable(math.log(10.0), dtype=tf.float32, name="logit_scale")
+    variables = student.trainable_variables + [log_scale]
+    opt = keras.optimizers.Adam(learning_rate=c.learning_rate)
+    opt.build(variables)
+    full = n_items <= c.full_softmax_limit
+    table_tf = tf.constant(table, tf.float32)
+    tau = float(c.temperature)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, m, candidates, teacher_logits, target_pos):
+        with tf.GradientTape() as tape:
+            q = student(x, m, training=True)
+            logits = tf.exp(log_scale) * tf.matmul(q, tf.gather(table_tf, candidates), transpose_b=True)
+            p_teacher = tf.nn.softmax(teacher_logits / tau, axis=-1)
+            kd = tf.reduce_mean(tf.reduce_sum(
+                p_teacher * (tf.math.log(p_teacher + 1e-12) - tf.nn.log_softmax(logits / tau, axis=-1)), axis=-1)) * tau ** 2
+            has = target_pos >= 0
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(target_pos, 0), logits=logits)
+            ce = tf.reduce_sum(tf.where(has, ce, 0.0)) / tf.maximum(tf.reduce_sum(tf.cast(has, tf.float32)), 1.0)
+            loss = (1.0 - c.truth_weight) * kd + c.truth_weight * ce
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    result = DistillLog()
+    best = student.get_weights()
+    start = time.time()
+    all_items = np.arange(n_items)
+    for epoch in range(1, c.epochs + 1):
+        histories, targets = sample_cases(split.train, rng)
+        order = rng.permutation(len(histories))
+        losses = []
+        starts = range(0, len(order), c.batch_size)
+        for s in progress(starts, desc=f"distill epoch {epoch}", total=len(starts)):
+            idx = order[s:s + c.batch_size]
+            hist = [histories[i] for i in idx]
+            t_scores = teacher.scores(hist).astype(np.float32)
+            tgt = targets[idx]
+            if full:
+                cand, pos = all_items, tgt
+            else:
+                top = np.argpartition(-t_scores, c.top_k, axis=1)[:, :c.top_k]
+                cand = np.unique(np.concatenate([top.ravel(), rng.integers(0, n_items, c.negatives), tgt[tgt >= 0]]))
+                pos = np.where(tgt >= 0, np.searchsorted(cand, np.maximum(tgt, 0)), -1)
+                t_scores = t_scores[:, cand]
+            x, m = history_inputs(hist, table, c.history_len)
+            losses.append(float(step(x, m, tf.constant(cand, tf.int32), t_scores, tf.constant(pos, tf.int32))))
+        row: Dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)), "minutes": (time.time() - start) / 60}
+        if epoch % eval_every == 0 or epoch == c.epochs:
+            valid = evaluate(scorer, split.valid, n_items, ks=(10,))
+            row.update({f"valid_{k}": v for k, v in valid.items() if k != "users"})
+            if valid["NDCG@10"] > result.best_valid.get("NDCG@10", -1.0):
+                result.best_epoch, result.best_valid, best = epoch, valid, student.get_weights()
+            log(f"distill epoch {epoch:3d}  loss {row['loss']:.4f}  valid NDCG@10 {valid['NDCG@10']:.4f}  "
+                f"[{row['minutes']:.1f} min]")
+        result.epochs.append(row)
+    student.set_weights(best)
+    result.seconds = time.time() - start
+    return student, result
+
+
+def fidelity(teacher: Teacher, scorer: StudentScorer, eval_set: EvalSet, k: int = 10, limit: int = 2000) -> float:
+    """Top-k overlap between student and teacher (seen items excluded) on up to ``limit`` histories."""
+    hist = eval_set.histories[:limit]
+    return topk_overlap(exclude_seen_topk(scorer(hist), hist, k), exclude_seen_topk(teacher.scores(hist), hist, k))

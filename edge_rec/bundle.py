@@ -1,0 +1,98 @@
+"""Open a bundle directory and verify it before any byte reaches TFLite or hnswlib.
+
+Order of checks: manifest size and JSON shape, the ed25519 signature(s) against pinned public keys,
+then every listed file's size and sha256. A file is hashed again right before it is used, so what
+is loaded is exactly what was verified.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable, List, Union
+
+import numpy as np
+
+from .errors import IntegrityError, ManifestError
+from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+from .signing import KeyLike, verify
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> "tuple[str, int]":
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            if not chunk:
+                return h.hexdigest(), size
+            h.update(chunk)
+            size += len(chunk)
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Parse ``path/manifest.json`` (bounded size) without checking signatures."""
+    file = path / MANIFEST_NAME
+    try:
+        with open(file, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise ManifestError(f"{file} not found: is {path} an edge-rec bundle?") from None
+    except IsADirectoryError:
+        raise ManifestError(f"{file} is a directory") from None
+    return Manifest.from_bytes(data)
+
+
+class Bundle:
+    """A verified bundle: its manifest, the key ids that signed it, and checked access to its files."""
+
+    def __init__(self, path: Path, manifest: Manifest, signers: List[str]) -> None:
+        self.path, self.manifest, self.signers = path, manifest, signers
+
+    @classmethod
+    def open(cls, path: Union[str, Path], public_keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1) -> "Bundle":
+        """Verify signature(s) and every file; raise a :class:`~edge_rec.errors.BundleError` subclass if anything is off."""
+        path = Path(path)
+        keys = [public_keys] if isinstance(public_keys, (str, bytes, Path)) or not isinstance(public_keys, Iterable) \
+            else list(public_keys)
+        manifest = read_manifest(path)
+        signers = verify(manifest.canonical_bytes(), manifest.signatures, keys, threshold)
+        bundle = cls(path, manifest, signers)
+        for name in manifest.files:
+            bundle.verify_file(name)
+        return bundle
+
+    def verify_file(self, name: str) -> Path:
+        """Check one file's size and sha256 against the manifest; return its path."""
+        entry = self.manifest.files.get(name)
+        if entry is None:
+            raise IntegrityError(f"{name} is not listed in the manifest")
+        file = self.path / name
+        if not file.is_file():
+            raise IntegrityError(f"{file} is missing; re-install or re-sync the bundle")
+        if file.stat().st_size != entry.size:
+            raise IntegrityError(f"{name}: {file.stat().st_size} bytes, the manifest says {entry.size}; the bundle "
+                                 "is damaged or was altered")
+        digest, _ = sha256_file(file)
+        if digest != entry.sha256:
+            raise IntegrityError(f"{name}: sha256 {digest[:16]}... differs from the manifest's "
+                                 f"{entry.sha256[:16]}...; the bundle is damaged or was altered")
+        return file
+
+    def read_bytes(self, name: str) -> bytes:
+        """The file's bytes, hashed after reading so they are exactly the verified ones."""
+        entry = self.manifest.files.get(name)
+        if entry is None:
+            raise IntegrityError(f"{name} is not listed in the manifest")
+        data = (self.path / name).read_bytes()
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise IntegrityError(f"{name} changed after the bundle was verified")
+        return data
+
+    def load_array(self, name: str) -> np.ndarray:
+        """A verified ``.npy`` file (no pickles)."""
+        import io
+        try:
+            return np.load(io.BytesIO(self.read_bytes(name)), allow_pickle=False)
+        except ValueError as e:
+            raise IntegrityError(f"{name} is not a valid .npy array: {e}") from None

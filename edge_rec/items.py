@@ -1,0 +1,88 @@
+"""The device's item table: int8 vectors with per-row scales, ids, popularity, and metadata read lazily.
+
+Row ``r`` of the table is label ``r`` of the HNSW index. Metadata (titles, genres) stays on disk until
+asked for: a JSON-lines file with one object per row, read through an offset table built on first use.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import IncompatibleBundleError, ItemIndexError
+from .quant import dequantize_rows
+
+
+class ItemTable:
+    def __init__(self, vectors: np.ndarray, scales: np.ndarray, ids: Sequence[str], popularity: np.ndarray,
+                 metadata_path: Optional[Path] = None) -> None:
+        if vectors.dtype != np.int8 or vectors.ndim != 2:
+            raise IncompatibleBundleError(f"item vectors must be a 2-d int8 array, got {vectors.dtype} {vectors.shape}")
+        if scales.shape != (len(vectors),) or len(ids) != len(vectors):
+            raise IncompatibleBundleError(f"item table: {len(vectors)} vectors, {scales.shape[0]} scales, {len(ids)} ids")
+        if popularity.size and (popularity.min() < 0 or popularity.max() >= len(vectors)):
+            raise IncompatibleBundleError("popularity list refers to rows outside the item table")
+        self.vectors, self.scales = vectors, scales.astype(np.float32)
+        self.ids: List[str] = list(ids)
+        self.row_of: Dict[str, int] = {item_id: r for r, item_id in enumerate(self.ids)}
+        if len(self.row_of) != len(self.ids):
+            raise IncompatibleBundleError("item ids are not unique")
+        self.popularity = popularity.astype(np.int64)
+        self.metadata_path = metadata_path
+        self._offsets: Optional[np.ndarray] = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def dequantized(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of the given rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return dequantize_rows(self.vectors[rows], self.scales[rows])
+
+    def rows(self, item_ids: Sequence[str], strict: bool = True) -> np.ndarray:
+        """Rows of ``item_ids``; unknown ids raise ``KeyError`` (or are skipped with ``strict=False``)."""
+        out = []
+        for item_id in item_ids:
+            r = self.row_of.get(str(item_id))
+            if r is None:
+                if strict:
+                    raise KeyError(f"unknown item id {item_id!r}: not in this bundle's catalog")
+                continue
+            out.append(r)
+        return np.asarray(out, dtype=np.int64)
+
+    def metadata(self, row: int) -> Dict[str, Any]:
+        """The metadata object of one row (empty if the bundle has none for it)."""
+        if self.metadata_path is None:
+            return {}
+        with self._lock:
+            if self._offsets is None:
+                self._offsets = self._index_lines()
+            offsets = self._offsets
+        if not 0 <= row < len(offsets) - 1:
+            return {}
+        with open(self.metadata_path, "rb") as f:
+            f.seek(int(offsets[row]))
+            line = f.read(int(offsets[row + 1] - offsets[row]))
+        try:
+            value = json.loads(line)
+        except ValueError:
+            raise ItemIndexError(f"{self.metadata_path.name}: line {row + 1} is not JSON") from None
+        return value if isinstance(value, dict) else {}
+
+    def _index_lines(self) -> np.ndarray:
+        offsets = [0]
+        with open(self.metadata_path, "rb") as f:
+            for line in f:
+                offsets.append(offsets[-1] + len(line))
+        if len(offsets) - 1 != len(self.ids):
+            raise IncompatibleBundleError(f"{self.metadata_path.name} has {len(offsets) - 1} lines for {len(self.ids)} items")
+        return np.asarray(offsets, dtype=np.int64)

@@ -1,0 +1,260 @@
+"""The bundle manifest: the one definition of the bundle format (version ``FORMAT_VERSION``).
+
+A bundle is a directory holding ``manifest.json`` and the files it lists. The manifest names every
+file with its size and sha256, describes the model's tensors and quantization, the index parameters
+and the item table, carries golden cases for on-device parity checks, and is signed (ed25519) over
+its canonical JSON form (everything but ``signatures``; keys sorted, no whitespace, ASCII).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .errors import IncompatibleBundleError, ManifestError
+
+FORMAT = "edge-rec-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+
+def _field(d: Dict[str, Any], key: str, kind, where: str, optional: bool = False):
+    if not isinstance(d, dict):
+        raise ManifestError(f"{where}: expected an object, got {type(d).__name__}")
+    if key not in d:
+        if optional:
+            return None
+        raise ManifestError(f"{where}.{key}: missing")
+    value = d[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise ManifestError(f"{where}.{key}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def _list_of(d, key, kind, where, optional=False) -> Optional[list]:
+    value = _field(d, key, list, where, optional)
+    if value is None:
+        return None
+    for i, v in enumerate(value):
+        if (isinstance(v, bool) and kind is not bool) or not isinstance(v, kind):
+            raise ManifestError(f"{where}.{key}[{i}]: expected {kind.__name__}, got {type(v).__name__}")
+    return value
+
+
+@dataclass
+class FileEntry:
+    sha256: str
+    size: int
+
+    @classmethod
+    def from_dict(cls, d, where):
+        sha = _field(d, "sha256", str, where)
+        size = _field(d, "size", int, where)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ManifestError(f"{where}.sha256: not a lowercase hex sha256")
+        if size < 0:
+            raise ManifestError(f"{where}.size: negative")
+        return cls(sha, size)
+
+
+@dataclass
+class TensorSpec:
+    """One model input or output: shape, dtype and affine quantization (real = (q - zero_point) * scale)."""
+
+    name: str
+    shape: List[int]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_dict(cls, d, where):
+        t = cls(_field(d, "name", str, where), _list_of(d, "shape", int, where), _field(d, "dtype", str, where),
+                float(_field(d, "scale", (int, float), where)), _field(d, "zero_point", int, where))
+        if t.dtype not in ("int8", "uint8", "float32"):
+            raise IncompatibleBundleError(f"{where}.dtype {t.dtype!r} is not supported (int8, uint8, float32)")
+        if t.dtype != "float32" and not t.scale > 0:
+            raise ManifestError(f"{where}.scale must be > 0 for a quantized tensor")
+        return t
+
+
+@dataclass
+class ModelSpec:
+    """The student: reads the last ``history_len`` item vectors (zero rows = padding), writes a query."""
+
+    file: str
+    architecture: str
+    history_len: int
+    dim: int
+    inputs: List[TensorSpec]
+    output: TensorSpec
+    ops: List[str]
+    float_ops: List[str]
+    edgetpu_compatible: bool
+
+    @classmethod
+    def from_dict(cls, d, where="manifest.model"):
+        inputs = _field(d, "inputs", list, where)
+        return cls(_field(d, "file", str, where), _field(d, "architecture", str, where),
+                   _field(d, "history_len", int, where), _field(d, "dim", int, where),
+                   [TensorSpec.from_dict(x, f"{where}.inputs[{i}]") for i, x in enumerate(inputs)],
+                   TensorSpec.from_dict(_field(d, "output", dict, where), f"{where}.output"),
+                   _list_of(d, "ops", str, where), _list_of(d, "float_ops", str, where),
+                   _field(d, "edgetpu_compatible", bool, where))
+
+
+@dataclass
+class IndexSpec:
+    """The hnswlib index: neither dim nor space is stored in hnswlib's file, so both are pinned here."""
+
+    file: str
+    space: str
+    dim: int
+    count: int
+    M: int
+    ef_construction: int
+    ef_search: int
+
+    @classmethod
+    def from_dict(cls, d, where="manifest.index"):
+        s = cls(*(_field(d, k, t, where) for k, t in (("file", str), ("space", str), ("dim", int), ("count", int),
+                                                      ("M", int), ("ef_construction", int), ("ef_search", int))))
+        if s.space not in ("ip", "cosine", "l2"):
+            raise IncompatibleBundleError(f"{where}.space {s.space!r} is not one of ip, cosine, l2")
+        if min(s.dim, s.M, s.ef_search) <= 0 or s.count < 0:
+            raise ManifestError(f"{where}: dim, M and ef_search must be positive, count >= 0")
+        return s
+
+
+@dataclass
+class ItemsSpec:
+    """The item table: int8 vectors + per-row scales (rows = index labels), ids, metadata, popularity."""
+
+    vectors: str       # .npy int8 (count, dim)
+    scales: str        # .npy float32 (count,)
+    ids: str           # .json list of item ids, one per row
+    metadata: str      # .jsonl, one object per row (title, year, genres, ...)
+    popularity: str    # .npy int32 rows, most popular first (for empty histories)
+    count: int
+    dim: int
+
+    @classmethod
+    def from_dict(cls, d, where="manifest.items"):
+        return cls(*(_field(d, k, str, where) for k in ("vectors", "scales", "ids", "metadata", "popularity")),
+                   _field(d, "count", int, where), _field(d, "dim", int, where))
+
+
+@dataclass
+class GoldenCase:
+    """A history (item ids, oldest first) with the query vector and top-10 ids the converter computed."""
+
+    history: List[str]
+    query: List[float]
+    top: List[str]
+
+    @classmethod
+    def from_dict(cls, d, where):
+        return cls(_list_of(d, "history", str, where), [float(x) for x in _list_of(d, "query", (int, float), where)],
+                   _list_of(d, "top", str, where))
+
+
+@dataclass
+class Signature:
+    key_id: str
+    sig: str
+    alg: str = "ed25519"
+
+    @classmethod
+    def from_dict(cls, d, where):
+        return cls(_field(d, "key_id", str, where), _field(d, "sig", str, where), _field(d, "alg", str, where))
+
+
+@dataclass
+class Manifest:
+    """Everything a device needs to trust and use a bundle."""
+
+    bundle_version: int
+    created: str
+    model: ModelSpec
+    index: IndexSpec
+    items: ItemsSpec
+    files: Dict[str, FileEntry]
+    golden: List[GoldenCase]
+    info: Dict[str, Any] = field(default_factory=dict)
+    signatures: List[Signature] = field(default_factory=list)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self, signed: bool = True) -> Dict[str, Any]:
+        d = asdict(self)
+        if not signed:
+            d.pop("signatures")
+        return d
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes the signatures cover."""
+        return canonical_json(self.to_dict(signed=False))
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Manifest":
+        w = "manifest"
+        fmt = _field(d, "format", str, w)
+        if fmt != FORMAT:
+            raise IncompatibleBundleError(f"manifest.format is {fmt!r}, not an edge-rec bundle ({FORMAT!r})")
+        version = _field(d, "format_version", int, w)
+        if version != FORMAT_VERSION:
+            raise IncompatibleBundleError(
+                f"bundle format version {version}; this runtime reads version {FORMAT_VERSION}: "
+                + ("upgrade edge-rec on the device" if version > FORMAT_VERSION else "re-convert the bundle"))
+        files = _field(d, "files", dict, w)
+        m = cls(bundle_version=_field(d, "bundle_version", int, w), created=_field(d, "created", str, w),
+                model=ModelSpec.from_dict(_field(d, "model", dict, w)),
+                index=IndexSpec.from_dict(_field(d, "index", dict, w)),
+                items=ItemsSpec.from_dict(_field(d, "items", dict, w)),
+                files={k: FileEntry.from_dict(v, f"manifest.files[{k!r}]") for k, v in files.items()},
+                golden=[GoldenCase.from_dict(g, f"manifest.golden[{i}]")
+                        for i, g in enumerate(_field(d, "golden", list, w))],
+                info=_field(d, "info", dict, w, optional=True) or {},
+                signatures=[Signature.from_dict(s, f"manifest.signatures[{i}]")
+                            for i, s in enumerate(_field(d, "signatures", list, w, optional=True) or [])])
+        m.check_consistency()
+        return m
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Manifest":
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"manifest.json is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
+        try:
+            return cls.from_dict(json.loads(data.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ManifestError(f"manifest.json is not valid UTF-8 JSON: {e}") from None
+        except RecursionError:
+            raise ManifestError("manifest.json is nested too deeply") from None
+
+    def check_consistency(self) -> None:
+        """Cross-field checks: every referenced file is listed, and dims and counts agree."""
+        referenced = [self.model.file, self.index.file, self.items.vectors, self.items.scales, self.items.ids,
+                      self.items.metadata, self.items.popularity]
+        for name in referenced:
+            if name not in self.files:
+                raise ManifestError(f"manifest.files does not list {name!r}, which the manifest uses")
+        for name in self.files:
+            if "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST_NAME:
+                raise ManifestError(f"manifest.files: {name!r} is not a plain file name")
+        if not (self.model.dim == self.index.dim == self.items.dim):
+            raise IncompatibleBundleError(f"dimension mismatch: model {self.model.dim}, index {self.index.dim}, "
+                                          f"items {self.items.dim}")
+        if self.index.count != self.items.count:
+            raise IncompatibleBundleError(f"the index holds {self.index.count} items, the item table {self.items.count}")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON: sorted keys, no whitespace, ASCII only."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")

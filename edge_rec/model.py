@@ -1,0 +1,148 @@
+"""The student model on the device: a TFLite interpreter fed the history's item vectors.
+
+Backends, in order of preference: ``ai_edge_litert`` (LiteRT), ``tflite_runtime``, and only as a
+workstation fallback ``tensorflow.lite``. The model is loaded from verified bytes (``model_content``,
+which runs the flatbuffer verifier; ``model_path`` would not).
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import IncompatibleBundleError, ModelError
+from .manifest import ModelSpec, TensorSpec
+from .quant import dequantize_tensor, quantize_tensor
+
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+# Operations the Edge TPU compiler maps (coral.ai, "TensorFlow models on the Edge TPU").
+EDGETPU_OPS = frozenset("""ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D EXPAND_DIMS FULLY_CONNECTED
+L2_NORMALIZATION LOGISTIC LSTM MAXIMUM MAX_POOL_2D MEAN MINIMUM MUL PACK PAD PRELU QUANTIZE REDUCE_MAX REDUCE_MIN
+RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT SLICE SOFTMAX SPACE_TO_DEPTH SPLIT
+SQUEEZE STRIDED_SLICE SUB SUM SQUARED_DIFFERENCE TANH TRANSPOSE TRANSPOSE_CONV""".split())
+
+
+def load_backend(preferred: Optional[str] = None) -> Tuple[str, Any]:
+    """(backend name, Interpreter class) of the first importable backend (or of ``preferred``)."""
+    order = (preferred,) if preferred else BACKENDS
+    errors = []
+    for name in order:
+        try:
+            if name == "tensorflow":  # workstation fallback only; the device never has TensorFlow
+                return name, importlib.import_module("tensorflow").lite.Interpreter
+            return name, importlib.import_module(f"{name}.interpreter").Interpreter
+        except ImportError as e:
+            errors.append(f"{name}: {e}")
+    raise ModelError("no TFLite interpreter found; install ai-edge-litert (Python 3.11-3.13 on x86_64/aarch64) "
+                     "or tflite-runtime (with numpy<2). Tried: " + "; ".join(errors))
+
+
+@dataclass
+class OpReport:
+    """The operators of a TFLite model and which of them compute in float."""
+
+    ops: List[str]
+    float_ops: List[str]
+    static_shapes: bool
+
+    @property
+    def edgetpu_blockers(self) -> List[str]:
+        """Reasons the model cannot run fully on an Edge TPU (empty if it can)."""
+        out = [f"float op {op}" for op in self.float_ops]
+        out += [f"op {op} is not supported by the Edge TPU" for op in sorted(set(self.ops) - EDGETPU_OPS)]
+        return out + ([] if self.static_shapes else ["dynamic tensor shapes"])
+
+
+def history_window(vectors: np.ndarray, history_len: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The model's view of a history: the last ``history_len`` item vectors right-aligned (most recent
+    in the last row) after zero rows, and the matching 0/1 mask."""
+    vectors = np.asarray(vectors, dtype=np.float32)[-history_len:]
+    x = np.zeros((history_len, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32)
+    mask = np.zeros(history_len, np.float32)
+    if len(vectors):
+        x[history_len - len(vectors):] = vectors
+        mask[history_len - len(vectors):] = 1.0
+    return x, mask
+
+
+class StudentModel:
+    """Runs the int8 student: history item vectors in, query vector out (both float, as on the manifest)."""
+
+    def __init__(self, model_bytes: bytes, spec: ModelSpec, num_threads: int = 1,
+                 backend: Optional[str] = None) -> None:
+        self.spec = spec
+        self._model_bytes = bytes(model_bytes)
+        self.backend, interpreter_class = load_backend(backend)
+        try:
+            self._interp = interpreter_class(model_content=self._model_bytes, num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"the TFLite model {spec.file} cannot be loaded: {e}") from None
+        self._inputs = self._interp.get_input_details()
+        self._output = self._interp.get_output_details()[0]
+        self._check(self._inputs, spec.inputs, "input")
+        self._check([self._output], [spec.output], "output")
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _check(details: Sequence[dict], specs: Sequence[TensorSpec], what: str) -> None:
+        if len(details) != len(specs):
+            raise IncompatibleBundleError(f"the model has {len(details)} {what}(s), the manifest says {len(specs)}")
+        for d, s in zip(details, specs):
+            scale, zero = (d.get("quantization") or (0.0, 0))[:2]
+            if list(d["shape"]) != list(s.shape) or np.dtype(d["dtype"]).name != s.dtype:
+                raise IncompatibleBundleError(f"model {what} {d['name']}: shape {list(d['shape'])} {np.dtype(d['dtype']).name}, "
+                                              f"manifest says {s.shape} {s.dtype}")
+            if s.dtype != "float32" and (abs(scale - s.scale) > 1e-6 * s.scale or zero != s.zero_point):
+                raise IncompatibleBundleError(f"model {what} {d['name']}: quantization ({scale}, {zero}) differs from "
+                                              f"the manifest ({s.scale}, {s.zero_point})")
+
+    def _feed(self, detail: dict, spec: TensorSpec, value: np.ndarray) -> None:
+        value = value.reshape(spec.shape)
+        if spec.dtype != "float32":
+            value = quantize_tensor(value, spec.scale, spec.zero_point, spec.dtype)
+        self._interp.set_tensor(detail["index"], value)
+
+    def query(self, history_vectors: np.ndarray) -> np.ndarray:
+        """(dim,) float32 query vector for a history given as its (n, dim) item vectors, oldest first."""
+        x, mask = history_window(history_vectors, self.spec.history_len)
+        if x.shape[1] != self.spec.dim:
+            raise ValueError(f"history vectors have dimension {x.shape[1]}, the model reads {self.spec.dim}")
+        with self._lock:
+            self._feed(self._inputs[0], self.spec.inputs[0], x)
+            if len(self._inputs) > 1:
+                self._feed(self._inputs[1], self.spec.inputs[1], mask)
+            self._interp.invoke()
+            out = self._interp.get_tensor(self._output["index"]).reshape(-1)
+        o = self.spec.output
+        return out.astype(np.float32) if o.dtype == "float32" else dequantize_tensor(out, o.scale, o.zero_point)
+
+    def op_report(self) -> OpReport:
+        """The model's operators, the ones with float inputs or outputs, and whether shapes are static.
+
+        Read from a second interpreter without default delegates: XNNPACK would hide the ops."""
+        interp = _undelegated_interpreter(self.backend, self._model_bytes)
+        dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+        ops, float_ops = [], []
+        for op in interp._get_ops_details():  # no public API lists operators
+            ops.append(op["op_name"])
+            tensors = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
+            if any(dtypes.get(i) == np.float32 for i in tensors):
+                float_ops.append(op["op_name"])
+        static = all(-1 not in list(t.get("shape_signature", t["shape"])) for t in interp.get_tensor_details())
+        return OpReport(ops=ops, float_ops=float_ops, static_shapes=static)
+
+
+def _undelegated_interpreter(backend: str, model_bytes: bytes):
+    if backend == "tensorflow":
+        lite = importlib.import_module("tensorflow").lite
+        cls, resolver = lite.Interpreter, lite.experimental.OpResolverType
+    else:
+        module = importlib.import_module(f"{backend}.interpreter")
+        cls, resolver = module.Interpreter, module.OpResolverType
+    return cls(model_content=model_bytes,
+               experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
