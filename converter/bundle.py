@@ -17,7 +17,7 @@ import numpy as np
 from edge_rec.atomic import atomic_write_bytes, replace_dir, staging_dir
 from edge_rec.bundle import Bundle, read_manifest, sha256_file
 from edge_rec.errors import BundleError
-from edge_rec.manifest import FileEntry, GoldenCase, IndexSpec, ItemsSpec, Manifest, MANIFEST_NAME
+from edge_rec.manifest import MANIFEST_NAME, FileEntry, GoldenCase, IndexSpec, ItemsSpec, Manifest
 from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign

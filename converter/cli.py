@@ -85,8 +85,8 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 
 
 def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> dict:
-    from dataclasses import replace
     from edge_rec.signing import generate_keypair
+
     from .convert import ConvertConfig, convert
     from .report import write_report
     from .student import StudentConfig

@@ -39,7 +39,10 @@ class StudentScorer:
 
     def __init__(self, model: keras.Model, table: np.ndarray, history_len: int) -> None:
         self.model, self.table, self.history_len = model, table.astype(np.float32), history_len
-        self._call = tf.function(lambda x, m: model(x, m, training=False), reduce_retracing=True)
+        d = table.shape[1]
+        self._call = tf.function(lambda x, m: model(x, m, training=False),
+                                 input_signature=[tf.TensorSpec([None, history_len, d], tf.float32),
+                                                  tf.TensorSpec([None, history_len], tf.float32)])
 
     def queries(self, histories: Sequence[np.ndarray], batch_size: int = 512) -> np.ndarray:
         out = []
@@ -103,7 +106,9 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
     table_tf = tf.constant(table, tf.float32)
     tau = float(c.temperature)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, c.history_len, dim], tf.float32),
+                                  tf.TensorSpec([None, c.history_len], tf.float32), tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
     def step(x, m, candidates, teacher_logits, target_pos):
         with tf.GradientTape() as tape:
             q = student(x, m, training=True)

@@ -60,7 +60,7 @@ def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
     plots = _plots(report, out)
     t = report["test"]
     cols = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "coverage@10"]
-    lines = [f"# edge-rec conversion report", "", f"Data: {report['dataset']}", f"Bundle: `{report['bundle']}` "
+    lines = ["# edge-rec conversion report", "", f"Data: {report['dataset']}", f"Bundle: `{report['bundle']}` "
              f"(version {report['bundle_version']}); conversion took {report['minutes']:.1f} min.", "",
              "## Quality on the test split (leave-one-out, full ranking, seen items excluded)", "",
              "| model | " + " | ".join(cols) + " | top-10 overlap with teacher |", "|---|" + "---:|" * (len(cols) + 1)]

@@ -5,8 +5,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 try:
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError("this part of edge-rec needs the converter extra: pip install 'edge-rec[converter]'") from e
 

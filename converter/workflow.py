@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_rec.atomic import atomic_write_json
 
-from .data import Dataset, Split, leave_one_out, load_interactions, load_movielens_1m
+from .data import Dataset, Split, load_interactions, load_movielens_1m
 from .evaluate import PopularityScorer, evaluate
 from .progress import say
 

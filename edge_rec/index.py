@@ -35,19 +35,28 @@ class ItemIndex:
 
     def search(self, query: np.ndarray, k: int, exclude: Optional[np.ndarray] = None, ef: Optional[int] = None
                ) -> Tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` (rows, distances) nearest to ``query``, best first, skipping the rows in ``exclude``."""
+        """Up to ``k`` (rows, distances) nearest to ``query``, best first, skipping the rows in ``exclude``.
+
+        Asks for a few more than ``k`` first and widens to ``k + len(exclude)`` only when excluded rows
+        crowd the answer, so a long history does not make every query slow.
+        """
         exclude = np.unique(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
-        n = min(self.count, k + len(exclude))
-        if n <= 0 or k <= 0:
+        if k <= 0 or self.count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        query = np.asarray(query, np.float32).reshape(1, -1)
+        n = min(self.count, k + min(len(exclude), 2 * k))
+        while True:
+            labels, dist = self._knn(query, n, ef)
+            keep = ~np.isin(labels, exclude) if len(exclude) else np.ones(len(labels), bool)
+            if keep.sum() >= k or n >= min(self.count, k + len(exclude)):
+                return labels[keep][:k], dist[keep][:k].astype(np.float32)
+            n = min(self.count, k + len(exclude))
+
+    def _knn(self, query: np.ndarray, n: int, ef: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
         with self._lock:
             self._index.set_ef(max(ef or self.spec.ef_search, n))
             try:
-                labels, dist = self._index.knn_query(np.asarray(query, np.float32).reshape(1, -1), k=n)
+                labels, dist = self._index.knn_query(query, k=n)
             except RuntimeError as e:
                 raise ItemIndexError(f"index search for {n} neighbours failed: {e}") from None
-        labels, dist = labels[0].astype(np.int64), dist[0]
-        if len(exclude):
-            keep = ~np.isin(labels, exclude)
-            labels, dist = labels[keep], dist[keep]
-        return labels[:k], dist[:k].astype(np.float32)
+        return labels[0].astype(np.int64), dist[0]

@@ -87,6 +87,7 @@ class EdgeRecommender:
 
 def _json_list(data: bytes) -> List[str]:
     import json
+
     from .errors import ManifestError
     try:
         value = json.loads(data.decode("utf-8"))

@@ -15,7 +15,8 @@ def edge_rec(*args, cwd=None):
 def demo_run(ml1m_slice, tmp_path_factory):
     art = tmp_path_factory.mktemp("artifacts")
     args = ["--interactions", ml1m_slice["interactions"], "--items", ml1m_slice["items"],
-            "--artifacts", art, "--epochs", "4", "--dim", "32", "--max-len", "50"]
+            "--artifacts", art, "--epochs", "4", "--dim", "32", "--max-len", "50",
+            "--student-epochs", "3", "--history-len", "20", "--architectures", "pool-mlp"]
     first = edge_rec("demo", *args)
     return art, args, first
 

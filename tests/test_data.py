@@ -3,8 +3,15 @@ import lzma
 import numpy as np
 import pytest
 
-from converter.data import (DataFormatError, DatasetNotFoundError, Item, build_dataset, leave_one_out,
-                            load_interactions, load_movielens_1m)
+from converter.data import (
+    DataFormatError,
+    DatasetNotFoundError,
+    Item,
+    build_dataset,
+    leave_one_out,
+    load_interactions,
+    load_movielens_1m,
+)
 
 
 def write_ml(tmp_path, movies, ratings, xz=False):

@@ -3,7 +3,7 @@ interface accepts other server models."""
 import numpy as np
 import pytest
 
-from converter.data import build_dataset, Item, leave_one_out
+from converter.data import Item, build_dataset, leave_one_out
 from converter.evaluate import evaluate
 from converter.teacher import SASRecConfig, SASRecTeacher, Teacher, train_sasrec
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 from .dataset import Dataset, Item, build_dataset
 from .errors import DataFormatError, DatasetNotFoundError

@@ -1,0 +1,116 @@
+"""`convert` end to end on a slice of real MovieLens-1M: students, int8 TFLite, index, signed bundle,
+and the runtime verifying and reproducing it."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from converter.convert import ConvertConfig, convert
+from converter.data import leave_one_out, load_interactions
+from converter.quantize import ParityError, quantize_student
+from converter.student import StudentConfig
+from converter.teacher import SASRecConfig, train_sasrec
+from edge_rec.bundle import Bundle
+from edge_rec.errors import IntegrityError, SignatureError
+from edge_rec.manifest import MANIFEST_NAME
+from edge_rec.recommender import EdgeRecommender
+from edge_rec.signing import generate_keypair
+
+STUDENT = StudentConfig(epochs=4, history_len=20, hidden=64)
+
+
+@pytest.fixture(scope="module")
+def converted(ml1m_slice, tmp_path_factory):
+    root = tmp_path_factory.mktemp("convert")
+    data = load_interactions(ml1m_slice["interactions"], ml1m_slice["items"])
+    split = leave_one_out(data)
+    teacher, _ = train_sasrec(split, [it.id for it in data.items], None,
+                              SASRecConfig(max_len=50, dim=32, max_epochs=4, eval_every=2, use_text=False),
+                              log=lambda m: None)
+    key, pub = generate_keypair(root / "keys")
+    config = ConvertConfig(student=STUDENT, representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8)
+    report = convert(data, split, teacher, root / "bundle", key, config, log=lambda m: None)
+    return {"root": root, "data": data, "split": split, "teacher": teacher, "key": key, "pub": pub, "report": report}
+
+
+def copy_bundle(converted, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(converted["root"] / "bundle", dst)
+    return dst
+
+
+def test_report_covers_every_stage(converted):
+    r = converted["report"]
+    assert set(r["test"]) == {"popularity", "teacher", "student fp32", "student int8 + HNSW (bundle)"}
+    assert {s["architecture"] for s in r["students"]} == {"pool-mlp", "attention"}
+    assert r["sizes"]["tflite_bytes"] < 500_000
+    assert r["index"]["recall"] >= 0.95
+    assert r["golden"]["passed"] and r["golden"]["cases"] == 8
+    for s in r["students"]:
+        assert s["parity"]["cosine_mean"] > 0.98
+    json.dumps(r)  # serialisable as the report JSON
+
+
+def test_op_report_on_real_converter_output(converted):
+    students = {s["architecture"]: s for s in converted["report"]["students"]}
+    assert students["pool-mlp"]["float_ops"] == [] and students["pool-mlp"]["edgetpu_blockers"] == []
+    blockers = students["attention"]["edgetpu_blockers"]
+    assert blockers, "the attention student uses BATCH_MATMUL, which the Edge TPU does not map"
+    assert any("BATCH_MATMUL" in b for b in blockers)
+    for op in students["attention"]["float_ops"]:
+        assert f"float op {op}" in blockers
+
+
+def test_bundle_verifies_and_reproduces_golden_cases(converted):
+    rec = EdgeRecommender.open(converted["root"] / "bundle", converted["pub"])
+    g = rec.check_golden()
+    assert g.passed and g.top_identical == g.cases == 8 and g.min_cosine >= 0.999
+    top = rec.recommend([converted["data"].items[0].id], k=5)
+    assert len(top) == 5 and all(t.item_id != converted["data"].items[0].id for t in top)
+    assert "title" in top[0].metadata
+    assert [t.item_id for t in rec.recommend([], k=3)] == [rec.items.ids[r] for r in rec.items.popularity[:3]]
+
+
+def test_tampered_files_are_detected(converted, tmp_path):
+    b = copy_bundle(converted, tmp_path)
+    manifest = json.loads((b / MANIFEST_NAME).read_text())
+    model = b / manifest["model"]["file"]
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="student.tflite: sha256"):
+        Bundle.open(b, converted["pub"])
+    index = b / manifest["index"]["file"]
+    index.write_bytes(index.read_bytes()[:-100])
+    with pytest.raises(IntegrityError):
+        Bundle.open(b, converted["pub"])
+
+
+def test_tampered_manifest_and_wrong_key_are_rejected(converted, tmp_path):
+    b = copy_bundle(converted, tmp_path)
+    d = json.loads((b / MANIFEST_NAME).read_text())
+    d["index"]["ef_search"] += 1
+    (b / MANIFEST_NAME).write_text(json.dumps(d))
+    with pytest.raises(SignatureError, match="altered"):
+        Bundle.open(b, converted["pub"])
+    _, other = generate_keypair(tmp_path / "other")
+    with pytest.raises(SignatureError, match="0 valid signature"):
+        Bundle.open(converted["root"] / "bundle", other)
+
+
+def test_parity_check_refuses_a_drifted_model(converted):
+    from converter.distill import distill
+    split, teacher = converted["split"], converted["teacher"]
+    table = teacher.item_vectors()
+    student, _ = distill(teacher, split, table, StudentConfig(epochs=1, history_len=20, hidden=16), log=lambda m: None)
+    with pytest.raises(ParityError, match=r"mean cosine 0\.9\d+ \(need >= 1\.01\)"):
+        quantize_student(student, StudentConfig(epochs=1, history_len=20, hidden=16), table,
+                         split.valid.histories[:50], split.valid.histories[:50], min_cosine=1.01)
+
+
+def test_bundle_version_moves_forward(converted, tmp_path):
+    from converter.bundle import next_version
+    assert next_version(converted["root"] / "bundle") == converted["report"]["bundle_version"] + 1
+    assert next_version(tmp_path / "none") == 1
+    assert np.isfinite(converted["report"]["latency_ms"]["speedup"])
