@@ -126,7 +126,7 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
     counts = np.bincount(np.concatenate(split.train), minlength=n_items)
     popularity = np.argsort(-counts, kind="stable")[:c.popularity_list]
     metadata = [{"title": it.title, "year": it.year, "genres": list(it.genres), **dict(it.extra)} for it in dataset.items]
-    golden = [np.asarray(h, dtype=np.int64) for h in split.test.histories[:c.golden_cases - 1]] + [np.zeros(0, np.int64)]
+    golden = [np.asarray(h[-200:], dtype=np.int64) for h in split.test.histories[:c.golden_cases - 1]] + [np.zeros(0, np.int64)]
     manifest = write_bundle(out, pick["int8"], [it.id for it in dataset.items], teacher.item_vectors(), metadata,
                             popularity, index, golden, private_key,
                             info={"dataset": dataset.name, "student": pick["architecture"], "choice": why})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from . import __version__
@@ -25,6 +27,108 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _filter(pairs: Optional[List[str]]) -> Optional[dict]:
+    """``["genres=Comedy", "year=1995"]`` -> ``{"genres": "Comedy", "year": 1995}``."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--filter expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _open(args: argparse.Namespace):
+    from .recommender import EdgeRecommender
+    return EdgeRecommender.open(args.bundle, args.key, history=getattr(args, "history_db", None),
+                                num_threads=args.threads)
+
+
+def _print_recs(recs, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"item_id": r.item_id, "score": r.score, **r.metadata} for r in recs], indent=1))
+        return
+    for i, r in enumerate(recs, 1):
+        meta = r.metadata
+        title = meta.get("title", "")
+        extra = f" ({meta['year']})" if meta.get("year") else ""
+        genres = f"  [{', '.join(meta['genres'])}]" if meta.get("genres") else ""
+        print(f"{i:3d}. {r.item_id:>10}  {r.score:7.4f}  {title}{extra}{genres}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    rec = _open(args)
+    history = [h for h in args.history.split(",") if h] if args.history is not None else None
+    _print_recs(rec.recommend(k=args.k, history=history, exclude_seen=not args.include_seen,
+                              filter=_filter(args.filter)), args.json)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    rec = _open(args)
+    try:
+        recs = rec.similar_items(args.item, k=args.k, filter=_filter(args.filter))
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    _print_recs(recs, args.json)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .bundle import Bundle, read_manifest
+    from .recommender import EdgeRecommender
+    m = read_manifest(Path(args.bundle))
+    print(f"bundle {args.bundle}: format {m.format} v{m.format_version}, bundle version {m.bundle_version}, created {m.created}")
+    print(f"model: {m.model.file} ({m.model.architecture}), reads the last {m.model.history_len} items as "
+          f"{m.model.dim}-d vectors; inputs " + ", ".join(f"{t.name} {t.shape} {t.dtype} scale {t.scale:.3g} zp {t.zero_point}"
+                                                            for t in m.model.inputs)
+          + f"; output {m.model.output.shape} {m.model.output.dtype}")
+    print(f"ops: {', '.join(m.model.ops)}; float ops: {', '.join(m.model.float_ops) or 'none'}; "
+          f"Edge TPU compatible: {'yes' if m.model.edgetpu_compatible else 'no'}")
+    print(f"index: {m.index.file} hnswlib {m.index.space}, dim {m.index.dim}, {m.index.count} items, M {m.index.M}, "
+          f"ef_construction {m.index.ef_construction}, ef_search {m.index.ef_search}")
+    total = sum(f.size for f in m.files.values())
+    for name, f in sorted(m.files.items()):
+        print(f"  {f.size:>12,} B  {f.sha256[:16]}  {name}")
+    print(f"  {total:>12,} B  total")
+    if not args.key:
+        print("signature and files NOT verified (pass --key PUBLIC_KEY to verify and replay the golden cases)")
+        return 0
+    bundle = Bundle.open(args.bundle, args.key)
+    print(f"verified: signed by {', '.join(bundle.signers)}; every file's size and sha256 match")
+    rec = EdgeRecommender(bundle, num_threads=args.threads)
+    report = rec.model.op_report()
+    print(f"accelerator: {rec.model.accelerator} ({rec.model.accelerator_note})")
+    print(f"interpreter: {rec.model.backend}; ops in the model: {', '.join(sorted(set(report.ops)))}; "
+          f"Edge TPU: {'compatible' if not report.edgetpu_blockers else 'not compatible (' + '; '.join(report.edgetpu_blockers) + ')'}")
+    g = rec.check_golden()
+    print(f"golden cases: {g.top_identical}/{g.cases} identical top-10, min query cosine {g.min_cosine:.5f}: "
+          f"{'PASS' if g.passed else 'FAIL'}")
+    return 0 if g.passed else 3
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .history import HistoryStore
+    store = HistoryStore(args.history_db)
+    if args.action == "record":
+        for item in args.items:
+            store.record(item, args.kind)
+        print(f"recorded {len(args.items)} event(s); {len(store)} in {args.history_db}")
+    elif args.action == "show":
+        print("\n".join(store.last(args.n)))
+    elif args.action == "export":
+        print(json.dumps(store.export(), indent=1))
+    elif args.action == "clear":
+        store.clear()
+        print(f"history cleared: {args.history_db}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-rec", description="On-device recommendation: convert, ship, run.")
     parser.add_argument("--version", action="version", version=f"edge-rec {__version__}")
@@ -33,6 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="directory for <name>.key and <name>.pub")
     p.add_argument("--name", default="edge-rec")
     p.set_defaults(func=cmd_keygen)
+
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("bundle", help="bundle directory")
+    device.add_argument("--key", required=True, help="the publisher's public key (.pub file or hex)")
+    device.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    shown = argparse.ArgumentParser(add_help=False)
+    shown.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    shown.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter, e.g. genres=Comedy (repeatable)")
+    shown.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("recommend", parents=[device, shown], help="recommend from the device history or a given one")
+    p.add_argument("--history", metavar="ID,ID,...", help="item ids, oldest first (default: read --history-db)")
+    p.add_argument("--history-db", metavar="FILE", help="the on-device history database")
+    p.add_argument("--include-seen", action="store_true", help="do not exclude items already in the history")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("similar", parents=[device, shown], help="items similar to one item")
+    p.add_argument("item", help="item id")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("inspect", help="manifest, sizes, ops, Edge TPU compatibility; with --key: verify and replay golden cases")
+    p.add_argument("bundle")
+    p.add_argument("--key", help="public key: verify the bundle and check the golden cases")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("history", help="the on-device history store: record, show, export, clear")
+    p.add_argument("action", choices=["record", "show", "export", "clear"])
+    p.add_argument("items", nargs="*", help="item ids to record")
+    p.add_argument("--history-db", required=True, metavar="FILE")
+    p.add_argument("--kind", default="view")
+    p.add_argument("-n", type=int, default=50, help="how many to show")
+    p.set_defaults(func=cmd_history)
     for ep in _entry_points():
         ep.load()(sub)
     return parser

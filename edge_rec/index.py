@@ -5,6 +5,7 @@ both come from the signed manifest and the file is hashed right before it is loa
 """
 from __future__ import annotations
 
+import struct
 import threading
 from pathlib import Path
 from typing import Optional, Tuple
@@ -15,9 +16,45 @@ from .errors import IncompatibleBundleError, ItemIndexError
 from .manifest import IndexSpec
 
 
+# hnswlib 0.8 file header: offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+# label_offset, offsetData (size_t each), maxlevel (int), enterpoint (uint), maxM, maxM0, M (size_t),
+# mult (double), ef_construction (size_t); 64-bit little-endian builds.
+_HEADER = struct.Struct("<6Q i I 3Q d Q")
+
+
+def check_header(path: Path, spec: IndexSpec) -> None:
+    """Check an hnswlib file's header against the manifest before hnswlib sees it.
+
+    hnswlib loads a file of another dimension silently (and answers wrongly) and can crash on damaged
+    headers; the sha256 check stops tampering, this stops a wrong or inconsistent index file.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(_HEADER.size)
+    if len(raw) < _HEADER.size:
+        raise ItemIndexError(f"{path.name} is too short to be an hnswlib index ({size} bytes)")
+    (offset0, max_elements, count, per_element, label_offset, offset_data, max_level, enter, max_m, max_m0, m,
+     mult, ef_construction) = _HEADER.unpack(raw)
+    dim = (label_offset - offset_data) // 4
+    problems = []
+    if dim != spec.dim or label_offset - offset_data != 4 * spec.dim:
+        problems.append(f"dimension {dim}, the manifest says {spec.dim}")
+    if count != spec.count:
+        problems.append(f"{count} items, the manifest says {spec.count}")
+    if m != spec.M or max_m0 != 2 * m or max_m != m:
+        problems.append(f"M {m} (maxM {max_m}, maxM0 {max_m0}), the manifest says M {spec.M}")
+    if offset0 != 0 or offset_data != max_m0 * 4 + 4 or per_element != label_offset + 8 or not 0 <= max_level < 64:
+        problems.append("inconsistent header fields")
+    if count > max_elements or (count and enter >= count) or _HEADER.size + count * per_element > size:
+        problems.append("element counts do not fit the file")
+    if problems:
+        raise IncompatibleBundleError(f"index file {path.name} does not match the manifest: {'; '.join(problems)}")
+
+
 class ItemIndex:
     def __init__(self, path: Path, spec: IndexSpec, extra_capacity: int = 0) -> None:
         import hnswlib
+        check_header(path, spec)
         self.spec = spec
         self._index = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:

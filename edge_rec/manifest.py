@@ -23,7 +23,7 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 def _field(d: Dict[str, Any], key: str, kind, where: str, optional: bool = False):
     if not isinstance(d, dict):
         raise ManifestError(f"{where}: expected an object, got {type(d).__name__}")
-    if key not in d:
+    if key not in d or (optional and d[key] is None):
         if optional:
             return None
         raise ManifestError(f"{where}.{key}: missing")
@@ -95,16 +95,20 @@ class ModelSpec:
     ops: List[str]
     float_ops: List[str]
     edgetpu_compatible: bool
+    edgetpu_file: Optional[str] = None  # the same model compiled by edgetpu_compiler, if shipped
 
     @classmethod
     def from_dict(cls, d, where="manifest.model"):
         inputs = _field(d, "inputs", list, where)
-        return cls(_field(d, "file", str, where), _field(d, "architecture", str, where),
+        spec = cls(_field(d, "file", str, where), _field(d, "architecture", str, where),
                    _field(d, "history_len", int, where), _field(d, "dim", int, where),
                    [TensorSpec.from_dict(x, f"{where}.inputs[{i}]") for i, x in enumerate(inputs)],
                    TensorSpec.from_dict(_field(d, "output", dict, where), f"{where}.output"),
                    _list_of(d, "ops", str, where), _list_of(d, "float_ops", str, where),
-                   _field(d, "edgetpu_compatible", bool, where))
+                   _field(d, "edgetpu_compatible", bool, where), _field(d, "edgetpu_file", str, where, optional=True))
+        if not spec.inputs or spec.history_len <= 0 or spec.dim <= 0:
+            raise ManifestError(f"{where}: needs at least one input and positive history_len and dim")
+        return spec
 
 
 @dataclass
@@ -240,7 +244,7 @@ class Manifest:
 
     def check_consistency(self) -> None:
         """Cross-field checks: every referenced file is listed, and dims and counts agree."""
-        referenced = [self.model.file, self.index.file, self.items.vectors, self.items.scales, self.items.ids,
+        referenced = [self.model.file] + ([self.model.edgetpu_file] if self.model.edgetpu_file else []) + [self.index.file, self.items.vectors, self.items.scales, self.items.ids,
                       self.items.metadata, self.items.popularity]
         for name in referenced:
             if name not in self.files:

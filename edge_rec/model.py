@@ -6,6 +6,7 @@ which runs the flatbuffer verifier; ``model_path`` would not).
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import threading
 from dataclasses import dataclass
@@ -69,16 +70,47 @@ def history_window(vectors: np.ndarray, history_len: int) -> Tuple[np.ndarray, n
     return x, mask
 
 
+EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+def load_edgetpu_delegate(backend: str) -> Tuple[Optional[Any], str]:
+    """(delegate, message): the Edge TPU delegate if ``libedgetpu`` loads, else None and why not."""
+    import platform
+    library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    try:
+        ctypes.CDLL(library)  # probe first: a failed load_delegate leaves a half-built object behind
+    except OSError as e:
+        return None, f"no Edge TPU: {library} not found ({e})"
+    try:
+        if backend == "tensorflow":
+            load = importlib.import_module("tensorflow").lite.experimental.load_delegate
+        else:
+            load = importlib.import_module(f"{backend}.interpreter").load_delegate
+        return load(library), f"Edge TPU delegate loaded ({library})"
+    except (ImportError, AttributeError, ValueError, OSError, RuntimeError) as e:
+        return None, f"no Edge TPU: {library} could not be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+
+
 class StudentModel:
     """Runs the int8 student: history item vectors in, query vector out (both float, as on the manifest)."""
 
     def __init__(self, model_bytes: bytes, spec: ModelSpec, num_threads: int = 1,
-                 backend: Optional[str] = None) -> None:
+                 backend: Optional[str] = None, edgetpu_bytes: Optional[bytes] = None) -> None:
         self.spec = spec
         self._model_bytes = bytes(model_bytes)
         self.backend, interpreter_class = load_backend(backend)
+        self.accelerator, self.accelerator_note = "cpu", "the bundle has no Edge TPU model: running on the CPU"
+        delegate = None
+        if edgetpu_bytes is not None:
+            delegate, self.accelerator_note = load_edgetpu_delegate(self.backend)
+            if delegate is None:
+                self.accelerator_note += ": running the CPU model"
         try:
-            self._interp = interpreter_class(model_content=self._model_bytes, num_threads=num_threads)
+            if delegate is not None:
+                self._interp = interpreter_class(model_content=bytes(edgetpu_bytes), experimental_delegates=[delegate])
+                self.accelerator = "edgetpu"
+            else:
+                self._interp = interpreter_class(model_content=self._model_bytes, num_threads=num_threads)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"the TFLite model {spec.file} cannot be loaded: {e}") from None

@@ -43,3 +43,25 @@ def ml1m_slice(ml1m, tmp_path_factory) -> dict:
                 f.write(f"{ml1m.user_ids[u]},{ml1m.items[i].id},{1_000_000 + t}\n")
     return {"interactions": out / "interactions.csv", "items": out / "items.csv", "n_users": len(users),
             "n_items": len(used)}
+
+
+@pytest.fixture(scope="session")
+def converted(ml1m_slice, tmp_path_factory):
+    """A teacher trained on the real slice and converted to a signed bundle (both student types tried)."""
+    from converter.convert import ConvertConfig, convert
+    from converter.data import leave_one_out, load_interactions
+    from converter.student import StudentConfig
+    from converter.teacher import SASRecConfig, train_sasrec
+    from edge_rec.signing import generate_keypair
+    root = tmp_path_factory.mktemp("convert")
+    data = load_interactions(ml1m_slice["interactions"], ml1m_slice["items"])
+    split = leave_one_out(data)
+    teacher, _ = train_sasrec(split, [it.id for it in data.items], None,
+                              SASRecConfig(max_len=50, dim=32, max_epochs=4, eval_every=2, use_text=False),
+                              log=lambda m: None)
+    key, pub = generate_keypair(root / "keys")
+    config = ConvertConfig(student=StudentConfig(epochs=4, history_len=20, hidden=64), representative_cases=100,
+                           parity_cases=100, latency_queries=30, golden_cases=8)
+    report = convert(data, split, teacher, root / "bundle", key, config, log=lambda m: None)
+    return {"root": root, "bundle": root / "bundle", "data": data, "split": split, "teacher": teacher, "key": key,
+            "pub": pub, "report": report}

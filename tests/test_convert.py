@@ -6,32 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
-from converter.convert import ConvertConfig, convert
-from converter.data import leave_one_out, load_interactions
 from converter.quantize import ParityError, quantize_student
 from converter.student import StudentConfig
-from converter.teacher import SASRecConfig, train_sasrec
 from edge_rec.bundle import Bundle
 from edge_rec.errors import IntegrityError, SignatureError
 from edge_rec.manifest import MANIFEST_NAME
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import generate_keypair
-
-STUDENT = StudentConfig(epochs=4, history_len=20, hidden=64)
-
-
-@pytest.fixture(scope="module")
-def converted(ml1m_slice, tmp_path_factory):
-    root = tmp_path_factory.mktemp("convert")
-    data = load_interactions(ml1m_slice["interactions"], ml1m_slice["items"])
-    split = leave_one_out(data)
-    teacher, _ = train_sasrec(split, [it.id for it in data.items], None,
-                              SASRecConfig(max_len=50, dim=32, max_epochs=4, eval_every=2, use_text=False),
-                              log=lambda m: None)
-    key, pub = generate_keypair(root / "keys")
-    config = ConvertConfig(student=STUDENT, representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8)
-    report = convert(data, split, teacher, root / "bundle", key, config, log=lambda m: None)
-    return {"root": root, "data": data, "split": split, "teacher": teacher, "key": key, "pub": pub, "report": report}
 
 
 def copy_bundle(converted, tmp_path):
@@ -66,10 +47,10 @@ def test_bundle_verifies_and_reproduces_golden_cases(converted):
     rec = EdgeRecommender.open(converted["root"] / "bundle", converted["pub"])
     g = rec.check_golden()
     assert g.passed and g.top_identical == g.cases == 8 and g.min_cosine >= 0.999
-    top = rec.recommend([converted["data"].items[0].id], k=5)
+    top = rec.recommend(history=[converted["data"].items[0].id], k=5)
     assert len(top) == 5 and all(t.item_id != converted["data"].items[0].id for t in top)
     assert "title" in top[0].metadata
-    assert [t.item_id for t in rec.recommend([], k=3)] == [rec.items.ids[r] for r in rec.items.popularity[:3]]
+    assert [t.item_id for t in rec.recommend(history=[], k=3)] == [rec.items.ids[r] for r in rec.items.popularity[:3]]
 
 
 def test_tampered_files_are_detected(converted, tmp_path):

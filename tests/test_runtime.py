@@ -1,0 +1,225 @@
+"""The device runtime on a real bundle: recommend, filters, similar items, the history store, concurrency,
+and bad input. Anything that could crash the process (hnswlib on a bad file) runs in a subprocess."""
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from edge_rec.bundle import sha256_file
+from edge_rec.errors import HistoryError, ModelError
+from edge_rec.history import HistoryStore
+from edge_rec.manifest import MANIFEST_NAME, FileEntry, Manifest
+from edge_rec.model import load_backend
+from edge_rec.recommender import EdgeRecommender
+from edge_rec.signing import load_private_key, sign
+
+
+@pytest.fixture(scope="module")
+def rec(converted):
+    return EdgeRecommender.open(converted["bundle"], converted["pub"])
+
+
+def some_history(converted, n=30):
+    split = converted["split"]
+    return [converted["data"].items[i].id for i in split.test.histories[0][-n:]]
+
+
+def run_isolated(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; a segfault shows up as a negative return code."""
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode >= 0, f"the process died with signal {-r.returncode}: {r.stderr[-2000:]}"
+    return r
+
+
+def resign(bundle, key, changed_file=None):
+    """Re-hash one file and re-sign the manifest: what a buggy converter (not an attacker) could ship."""
+    m = Manifest.from_bytes((bundle / MANIFEST_NAME).read_bytes())
+    if changed_file:
+        m.files[changed_file] = FileEntry(*sha256_file(bundle / changed_file))
+    m.signatures = [sign(m.canonical_bytes(), load_private_key(key))]
+    (bundle / MANIFEST_NAME).write_bytes(m.to_json())
+
+
+def test_recommend_basics(rec, converted):
+    hist = some_history(converted)
+    top = rec.recommend(k=10, history=hist)
+    assert len(top) == 10 and not set(t.item_id for t in top) & set(hist)
+    assert all(a.score >= b.score for a, b in zip(top, top[1:]))
+    assert top[0].metadata["title"]
+    assert rec.recommend(k=10, history=hist + ["no-such-item"])[0].item_id == top[0].item_id  # unknown ids ignored
+    popular = rec.recommend(k=5, history=[])
+    assert [p.item_id for p in popular] == [rec.items.ids[r] for r in rec.items.popularity[:5]]
+    assert len(rec.recommend(k=10, history=["no-such-item"])) == 10  # only unknown ids = empty history
+
+
+def test_k_bounds(rec, converted):
+    for k in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            rec.recommend(k=k, history=some_history(converted))
+    everything = rec.recommend(k=len(rec.items) + 50, history=some_history(converted, 5))
+    assert len(everything) == len(rec.items) - 5
+    assert len({r.item_id for r in everything}) == len(everything)
+
+
+def test_filters(rec, converted):
+    hist = some_history(converted)
+    comedies = rec.recommend(k=10, history=hist, filter={"genres": "Comedy"})
+    assert len(comedies) == 10 and all("Comedy" in r.metadata["genres"] for r in comedies)
+    old = rec.recommend(k=5, history=hist, filter=lambda m: (m.get("year") or 3000) < 1960)
+    assert old and all(r.metadata["year"] < 1960 for r in old)
+    assert rec.recommend(k=5, history=hist, filter={"genres": "No Such Genre"}) == []
+    assert all("Drama" in r.metadata["genres"] for r in rec.recommend(k=5, history=[], filter={"genres": "Drama"}))
+    with pytest.raises(TypeError):
+        rec.recommend(k=5, history=hist, filter="Comedy")
+
+
+def test_similar_items(rec, converted):
+    item = converted["data"].items[0].id
+    sim = rec.similar_items(item, k=5)
+    assert len(sim) == 5 and item not in [s.item_id for s in sim]
+    with pytest.raises(KeyError, match="unknown item id"):
+        rec.similar_items("no-such-item")
+
+
+def test_batch_and_concurrency_match_sequential(rec, converted):
+    histories = [[converted["data"].items[i].id for i in h[-20:]] for h in converted["split"].test.histories[:40]]
+    expected = [[r.item_id for r in rec.recommend(k=10, history=h)] for h in histories]
+    assert [[r.item_id for r in recs] for recs in rec.recommend_batch(histories, k=10)] == expected
+    results = {}
+
+    def worker(t):
+        results[t] = [[r.item_id for r in rec.recommend(k=10, history=h)] for h in histories]
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(v == expected for v in results.values())
+
+
+def test_history_store(tmp_path):
+    store = HistoryStore(tmp_path / "h.db", max_events=5)
+    for i, item in enumerate(["a", "b", "c", "d", "e", "f"]):
+        store.record(item, "view" if item != "c" else "buy", ts=100 + i)
+    assert store.last(3) == ["d", "e", "f"] and len(store) == 5  # the oldest event was dropped
+    assert store.last(10, kinds=["buy"]) == ["c"]
+    assert store.export()[0] == {"item_id": "b", "kind": "view", "ts": 101.0}
+    with pytest.raises(ValueError):
+        store.record("")
+    store.clear()
+    assert store.last(10) == [] and len(store) == 0
+    store.close()
+    mode = sqlite3.connect(tmp_path / "h.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_corrupt_history_database(tmp_path):
+    db = tmp_path / "h.db"
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with pytest.raises(HistoryError, match="corrupt"):
+        HistoryStore(db)
+    HistoryStore.reset(db)
+    assert HistoryStore(db).last(5) == []
+
+
+def test_recommend_reads_the_device_history(converted, tmp_path):
+    store = HistoryStore(tmp_path / "h.db")
+    hist = some_history(converted, 10)
+    for t, item in enumerate(hist):
+        store.record(item, ts=t)
+    rec = EdgeRecommender.open(converted["bundle"], converted["pub"], history=store)
+    assert [r.item_id for r in rec.recommend(k=10)] == [r.item_id for r in rec.recommend(k=10, history=hist)]
+
+
+def test_missing_interpreter_is_a_clear_error():
+    with pytest.raises(ModelError, match="no TFLite interpreter"):
+        load_backend("no_such_backend")
+
+
+OPEN = """
+import sys
+from edge_rec.recommender import EdgeRecommender
+from edge_rec.errors import EdgeRecError
+try:
+    EdgeRecommender.open(sys.argv[1] if len(sys.argv) > 1 else {bundle!r}, {pub!r})
+    print("OPENED")
+except EdgeRecError as e:
+    print(type(e).__name__, e)
+"""
+
+
+def bundle_copy(converted, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(converted["bundle"], dst)
+    return dst, Manifest.from_bytes((dst / MANIFEST_NAME).read_bytes())
+
+
+@pytest.mark.parametrize("offset", [0, 40, 100, -5])
+def test_flipped_index_byte_never_reaches_hnswlib(converted, tmp_path, offset):
+    b, m = bundle_copy(converted, tmp_path)
+    data = bytearray((b / m.index.file).read_bytes())
+    data[offset] ^= 0xFF
+    (b / m.index.file).write_bytes(bytes(data))
+    r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
+    assert "IntegrityError" in r.stdout and "items.hnsw: sha256" in r.stdout
+
+
+def test_index_of_another_dimension_is_rejected_before_loading(converted, tmp_path):
+    from converter.index import build_hnsw
+    b, m = bundle_copy(converted, tmp_path)
+    other = build_hnsw(np.random.default_rng(0).normal(size=(m.index.count, 16)).astype(np.float32), "ip", m.index.M)
+    other.save_index(str(b / m.index.file))
+    resign(b, converted["key"], m.index.file)
+    r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
+    assert "IncompatibleBundleError" in r.stdout and "dimension 16, the manifest says 32" in r.stdout
+
+
+@pytest.mark.parametrize("field,value", [(2, 10**12), (3, 7), (7, 2**31), (10, 3)])
+def test_damaged_index_header_signed_anyway_is_rejected(converted, tmp_path, field, value):
+    """Header fields that crash hnswlib (counts, sizes, entry point, M) are checked first."""
+    from edge_rec.index import _HEADER
+    b, m = bundle_copy(converted, tmp_path)
+    path = b / m.index.file
+    data = bytearray(path.read_bytes())
+    fields = list(_HEADER.unpack_from(data))
+    fields[field] = value
+    _HEADER.pack_into(data, 0, *fields)
+    path.write_bytes(bytes(data))
+    resign(b, converted["key"], m.index.file)
+    r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
+    assert "IncompatibleBundleError" in r.stdout, r.stdout + r.stderr
+
+
+def test_truncated_or_missing_files(converted, tmp_path):
+    b, m = bundle_copy(converted, tmp_path)
+    (b / m.index.file).write_bytes((b / m.index.file).read_bytes()[:1000])
+    r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
+    assert "IntegrityError" in r.stdout
+    shutil.copy(converted["bundle"] / m.index.file, b / m.index.file)
+    (b / m.model.file).unlink()
+    r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
+    assert "IntegrityError" in r.stdout and "missing" in r.stdout
+    r = run_isolated(OPEN.format(bundle=str(tmp_path / "nothing"), pub=str(converted["pub"])))
+    assert "ManifestError" in r.stdout and "not found" in r.stdout
+
+
+def test_cli_inspect_recommend_similar(converted):
+    b, pub = str(converted["bundle"]), str(converted["pub"])
+    cli = [sys.executable, "-m", "edge_rec.cli"]
+    r = subprocess.run(cli + ["inspect", b, "--key", pub], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "golden cases: 8/8" in r.stdout and "PASS" in r.stdout, r.stdout + r.stderr
+    assert "Edge TPU" in r.stdout and "no Edge TPU" in r.stdout
+    hist = ",".join(some_history(converted, 5))
+    r = subprocess.run(cli + ["recommend", b, "--key", pub, "--history", hist, "-k", "3", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and len(json.loads(r.stdout)) == 3
+    r = subprocess.run(cli + ["similar", b, "--key", pub, "no-such-item"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "unknown item id" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cli + ["recommend", b, "--key", "00" * 32], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "valid signature" in r.stderr
