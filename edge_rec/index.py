@@ -15,7 +15,6 @@ import numpy as np
 from .errors import IncompatibleBundleError, ItemIndexError
 from .manifest import IndexSpec
 
-
 # hnswlib 0.8 file header: offsetLevel0, max_elements, cur_element_count, size_data_per_element,
 # label_offset, offsetData (size_t each), maxlevel (int), enterpoint (uint), maxM, maxM0, M (size_t),
 # mult (double), ef_construction (size_t); 64-bit little-endian builds.
