@@ -56,7 +56,7 @@ class Bundle:
         keys = [public_keys] if isinstance(public_keys, (str, bytes, Path)) or not isinstance(public_keys, Iterable) \
             else list(public_keys)
         manifest = read_manifest(path)
-        signers = verify(manifest.canonical_bytes(), manifest.signatures, keys, threshold)
+        signers = verify(manifest.signed_payload, manifest.signatures, keys, threshold)
         bundle = cls(path, manifest, signers)
         for name in manifest.files:
             bundle.verify_file(name)

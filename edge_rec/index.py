@@ -71,28 +71,25 @@ class ItemIndex:
 
     def search(self, query: np.ndarray, k: int, exclude: Optional[np.ndarray] = None, ef: Optional[int] = None
                ) -> Tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` (rows, distances) nearest to ``query``, best first, skipping the rows in ``exclude``.
+        """Up to ``k`` (rows, distances) nearest to ``query``, best first, never returning a row in ``exclude``.
 
-        Asks for a few more than ``k`` first and widens to ``k + len(exclude)`` only when excluded rows
-        crowd the answer, so a long history does not make every query slow.
+        Excluded rows are skipped inside the graph search (hnswlib's filter), so a long history costs
+        microseconds, not a wider search. Raises ItemIndexError if the graph cannot yield ``k`` rows.
         """
-        exclude = np.unique(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
-        if k <= 0 or self.count == 0:
+        skip = set(np.asarray(exclude, dtype=np.int64).tolist()) if exclude is not None and len(exclude) else None
+        n = min(k, self.count - (len(skip) if skip else 0))
+        if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query = np.asarray(query, np.float32).reshape(1, -1)
-        n = min(self.count, k + min(len(exclude), 2 * k))
-        while True:
-            labels, dist = self._knn(query, n, ef)
-            keep = ~np.isin(labels, exclude) if len(exclude) else np.ones(len(labels), bool)
-            if keep.sum() >= k or n >= min(self.count, k + len(exclude)):
-                return labels[keep][:k], dist[keep][:k].astype(np.float32)
-            n = min(self.count, k + len(exclude))
-
-    def _knn(self, query: np.ndarray, n: int, ef: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+        allowed = (lambda label: label not in skip) if skip else None
+        ef = max(ef or self.spec.ef_search, n)
         with self._lock:
-            self._index.set_ef(max(ef or self.spec.ef_search, n))
-            try:
-                labels, dist = self._index.knn_query(query, k=n)
-            except RuntimeError as e:
-                raise ItemIndexError(f"index search for {n} neighbours failed: {e}") from None
-        return labels[0].astype(np.int64), dist[0]
+            while True:
+                self._index.set_ef(ef)
+                try:
+                    labels, dist = self._index.knn_query(query, k=n, filter=allowed)
+                    return labels[0].astype(np.int64), dist[0].astype(np.float32)
+                except RuntimeError as e:  # fewer than n reachable: widen the beam, then give up
+                    if ef >= self.count:
+                        raise ItemIndexError(f"the index cannot return {n} neighbours: {e}") from None
+                    ef = min(self.count, ef * 4)

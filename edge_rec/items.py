@@ -6,6 +6,7 @@ asked for: a JSON-lines file with one object per row, read through an offset tab
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,6 +18,7 @@ from .quant import dequantize_rows
 
 
 class ItemTable:
+    CACHE_ROWS = 4096
     def __init__(self, vectors: np.ndarray, scales: np.ndarray, ids: Sequence[str], popularity: np.ndarray,
                  metadata_path: Optional[Path] = None) -> None:
         if vectors.dtype != np.int8 or vectors.ndim != 2:
@@ -33,6 +35,8 @@ class ItemTable:
         self.popularity = popularity.astype(np.int64)
         self.metadata_path = metadata_path
         self._offsets: Optional[np.ndarray] = None
+        self._fd: Optional[int] = None
+        self._cache: Dict[int, Dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -60,23 +64,35 @@ class ItemTable:
         return np.asarray(out, dtype=np.int64)
 
     def metadata(self, row: int) -> Dict[str, Any]:
-        """The metadata object of one row (empty if the bundle has none for it)."""
+        """The metadata object of one row (empty if the bundle has none for it); recently used rows are cached."""
         if self.metadata_path is None:
             return {}
+        cached = self._cache.get(row)
+        if cached is not None:
+            return dict(cached)
         with self._lock:
             if self._offsets is None:
                 self._offsets = self._index_lines()
-            offsets = self._offsets
+                self._fd = os.open(self.metadata_path, os.O_RDONLY)
+        offsets = self._offsets
         if not 0 <= row < len(offsets) - 1:
             return {}
-        with open(self.metadata_path, "rb") as f:
-            f.seek(int(offsets[row]))
-            line = f.read(int(offsets[row + 1] - offsets[row]))
+        line = os.pread(self._fd, int(offsets[row + 1] - offsets[row]), int(offsets[row]))
         try:
             value = json.loads(line)
         except ValueError:
             raise ItemIndexError(f"{self.metadata_path.name}: line {row + 1} is not JSON") from None
-        return value if isinstance(value, dict) else {}
+        value = value if isinstance(value, dict) else {}
+        if len(self._cache) >= self.CACHE_ROWS:
+            self._cache.clear()
+        self._cache[row] = value
+        return dict(value)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd, self._offsets = None, None
 
     def _index_lines(self) -> np.ndarray:
         offsets = [0]

@@ -195,12 +195,15 @@ class Manifest:
 
     def to_dict(self, signed: bool = True) -> Dict[str, Any]:
         d = asdict(self)
+        d.pop("signed_payload")
         if not signed:
             d.pop("signatures")
         return d
 
+    signed_payload: Optional[bytes] = field(default=None, repr=False, compare=False)
+
     def canonical_bytes(self) -> bytes:
-        """The bytes the signatures cover."""
+        """The bytes a signer signs: the canonical JSON of this manifest without its signatures."""
         return canonical_json(self.to_dict(signed=False))
 
     def to_json(self) -> bytes:
@@ -233,14 +236,22 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Manifest":
+        """Parse manifest.json. ``signed_payload`` keeps the canonical bytes of what was received (minus
+        the signatures): signatures are checked against those, so fields this runtime does not know
+        (added by a newer converter) stay covered."""
         if len(data) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"manifest.json is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
         try:
-            return cls.from_dict(json.loads(data.decode("utf-8")))
+            raw = json.loads(data.decode("utf-8"))
+            manifest = cls.from_dict(raw)
+            manifest.signed_payload = canonical_json({k: v for k, v in raw.items() if k != "signatures"})
+            return manifest
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestError(f"manifest.json is not valid UTF-8 JSON: {e}") from None
         except RecursionError:
             raise ManifestError("manifest.json is nested too deeply") from None
+        except ValueError as e:  # e.g. NaN or Infinity, which canonical JSON does not allow
+            raise ManifestError(f"manifest.json: {e}") from None
 
     def check_consistency(self) -> None:
         """Cross-field checks: every referenced file is listed, and dims and counts agree."""

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 
 from .bundle import Bundle
-from .errors import ManifestError
+from .errors import ItemIndexError, ManifestError
 from .history import HistoryStore
 from .index import ItemIndex
 from .items import ItemTable
@@ -111,7 +111,10 @@ class EdgeRecommender:
         while True:
             if want + len(exclude) >= len(self.items) // 2:
                 return self._exact(q, k, exclude, match)
-            cand, _ = self.index.search(q, want, exclude)
+            try:
+                cand, _ = self.index.search(q, want, exclude)
+            except ItemIndexError:
+                return self._exact(q, k, exclude, match)
             if match is None:
                 return cand
             kept = [r for r in cand if match(self.items.metadata(int(r)))]
