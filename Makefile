@@ -7,10 +7,11 @@ export HNSWLIB_NO_NATIVE := 1
 
 .PHONY: setup demo test test-fast clean
 
+# A fresh venv each time the stamp is missing, so an interrupted install never leaves a broken one.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[converter,dev]"
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[converter,dev]"
 	touch $@
 
 setup: $(VENV)/.installed
