@@ -37,7 +37,8 @@ class SASRecConfig:
     batch_size: int = 128
     max_epochs: int = 200
     eval_every: int = 2          # epochs between validation runs
-    patience: int = 5            # validation runs without improvement before stopping
+    patience: int = 10           # validation runs without improvement before stopping
+    random_windows: bool = True  # long histories: a random window per epoch instead of always the last
     max_minutes: float = 55.0    # wall-clock budget for training
     seed: int = 0
 

@@ -25,13 +25,18 @@ class TrainLog:
     stopped: str = ""
 
 
-def training_windows(train: Sequence[np.ndarray], max_len: int):
-    """Per user: inputs = the last ``max_len`` items but one, targets = the same window shifted by one."""
+def training_windows(train: Sequence[np.ndarray], max_len: int, rng: Optional[np.random.Generator] = None):
+    """Per user: a window of at most ``max_len + 1`` items; inputs = all but its last item, targets = the
+    window shifted by one. With ``rng``, histories longer than the window contribute a random window
+    (a new one every epoch), so their older interactions are trained on too; without, the last one."""
     inputs, targets = [], []
     for seq in train:
         if len(seq) < 2:
             continue
-        w = np.asarray(seq[-(max_len + 1):])
+        end = len(seq)
+        if rng is not None and len(seq) > max_len + 1:
+            end = int(rng.integers(max_len + 1, len(seq) + 1))
+        w = np.asarray(seq[max(0, end - max_len - 1):end])
         inputs.append(w[:-1])
         targets.append(w[1:])
     return inputs, targets
@@ -73,15 +78,14 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    inputs, targets = training_windows(split.train, c.max_len)
-    lengths = np.array([len(x) for x in inputs])
     result = TrainLog()
     best_weights = net.get_weights()
     bad_evals = 0
     start = time.time()
     for epoch in range(1, c.max_epochs + 1):
         losses = []
-        batches = _batches(lengths, c.batch_size, rng)
+        inputs, targets = training_windows(split.train, c.max_len, rng if c.random_windows else None)
+        batches = _batches(np.array([len(x) for x in inputs]), c.batch_size, rng)
         for b in progress(batches, desc=f"epoch {epoch}", total=len(batches)):
             x = pad_left([inputs[i] for i in b], c.max_len, offset=1, multiple=16)
             y = pad_left([targets[i] for i in b], c.max_len, offset=1, multiple=16)
