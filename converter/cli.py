@@ -60,13 +60,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .workflow import evaluate_models, format_table
     dataset, split = _load(args)
     models = {}
-    if args.teacher:
-        from .teacher import SASRecTeacher
-        for path in args.teacher:
-            teacher = SASRecTeacher.load(path)
-            if teacher.info.get("dataset_fingerprint") not in (None, dataset.fingerprint()):
-                raise ValueError(f"the teacher at {path} was trained on a different data set than {dataset.name}")
-            models[Path(path).name] = teacher
+    for path in args.teacher or []:
+        models[Path(path).name] = _saved_teacher(path, dataset)
     out = Path(args.json) if args.json else _artifacts(args, dataset) / f"eval-{args.split}.json"
     results = evaluate_models(models, dataset, split, args.split, out)
     print(format_table(results))
@@ -108,12 +103,22 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
     return report
 
 
+def _saved_teacher(path: str, dataset):
+    from .teacher import SASRecTeacher
+    teacher = SASRecTeacher.load(path)
+    if teacher.info.get("dataset_fingerprint") not in (None, dataset.fingerprint()):
+        raise ValueError(f"the teacher at {path} was trained on a different data set than {dataset.name}")
+    return teacher
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .workflow import train_or_load_teacher
     dataset, split = _load(args)
     root = _artifacts(args, dataset)
-    teacher = train_or_load_teacher(dataset, split, Path(args.teacher) if args.teacher else root / "teacher",
-                                    root / "cache", _teacher_config(args))
+    if args.teacher:
+        teacher = _saved_teacher(args.teacher, dataset)
+    else:
+        teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
     _convert(args, dataset, split, teacher, root)
     return 0
 
@@ -155,7 +160,8 @@ def register(sub) -> None:
     _data_args(p)
     _teacher_args(p)
     _convert_args(p)
-    p.add_argument("--teacher", metavar="DIR", help="saved teacher (default: <artifacts>/teacher, trained if missing)")
+    p.add_argument("--teacher", metavar="DIR", help="a saved teacher to convert (default: <artifacts>/teacher, "
+                                                    "trained if missing)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", parents=[common], help="data -> teacher -> metrics -> bundle, end to end")
