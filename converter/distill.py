@@ -1,7 +1,8 @@
 """Distillation: train a student to reproduce the teacher's ranking over the catalog.
 
 Loss = (1 - w) * KL(teacher || student) on temperature-softened scores + w * cross-entropy of the true
-next item. The student scores items against the same int8-dequantized item vectors the device holds.
+next item. Each epoch visits every user with several prefixes of their training sequence (the teacher
+scores all prefixes of one window in one pass). The student scores items against the same int8-dequantized item vectors the device holds.
 Catalogs up to ``full_softmax_limit`` items use the full softmax; larger ones the teacher's top-K items
 of the batch plus uniformly sampled negatives.
 """
@@ -55,17 +56,11 @@ class StudentScorer:
         return self.queries(histories) @ self.table.T
 
 
-def sample_cases(train: Sequence[np.ndarray], rng: np.random.Generator) -> Tuple[List[np.ndarray], np.ndarray]:
-    """One training case per user: a random prefix of the training sequence and the item after it
-    (``-1`` when the prefix is the whole sequence: then only the teacher teaches)."""
-    histories, targets = [], []
-    for seq in train:
-        if len(seq) < 2:
-            continue
-        t = int(rng.integers(1, len(seq) + 1))
-        histories.append(seq[:t])
-        targets.append(int(seq[t]) if t < len(seq) else -1)
-    return histories, np.asarray(targets, dtype=np.int64)
+def sample_prefixes(seq: np.ndarray, n: int, window: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` distinct prefix lengths of ``seq`` that fit one teacher window ending at a random point."""
+    end = int(rng.integers(min(len(seq), window), len(seq) + 1)) if len(seq) > window else len(seq)
+    low = max(1, end - window + 1)
+    return np.sort(rng.choice(np.arange(low, end + 1), size=min(n, end - low + 1), replace=False))
 
 
 def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -127,16 +122,19 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
     best = student.get_weights()
     start = time.time()
     all_items = np.arange(n_items)
+    users = np.array([u for u, seq in enumerate(split.train) if len(seq) >= 2])
+    per_batch = max(1, c.batch_size // c.prefixes_per_user)
+    window = getattr(getattr(teacher, "config", None), "max_len", 200)
     for epoch in range(1, c.epochs + 1):
-        histories, targets = sample_cases(split.train, rng)
-        order = rng.permutation(len(histories))
+        order = rng.permutation(users)
         losses = []
-        starts = range(0, len(order), c.batch_size)
+        starts = range(0, len(order), per_batch)
         for s in progress(starts, desc=f"distill epoch {epoch}", total=len(starts)):
-            idx = order[s:s + c.batch_size]
-            hist = [histories[i] for i in idx]
-            t_scores = teacher.scores(hist).astype(np.float32)
-            tgt = targets[idx]
+            seqs = [split.train[u] for u in order[s:s + per_batch]]
+            lengths = [sample_prefixes(seq, c.prefixes_per_user, window, rng) for seq in seqs]
+            hist = [seq[:int(n)] for seq, ls in zip(seqs, lengths) for n in ls]
+            tgt = np.array([int(seq[n]) if n < len(seq) else -1 for seq, ls in zip(seqs, lengths) for n in ls])
+            t_scores = teacher.prefix_scores(seqs, lengths).astype(np.float32)
             if full:
                 cand, pos = all_items, tgt
             else:

@@ -25,8 +25,9 @@ class StudentConfig:
     hidden: int = 256
     temperature: float = 1.0       # softens the teacher's distribution
     truth_weight: float = 0.5      # weight of the ground-truth next-item loss next to distillation
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 256
+    prefixes_per_user: int = 8     # training cases per user and epoch (prefixes of the sequence)
     learning_rate: float = 2e-3
     full_softmax_limit: int = 20000  # above this many items: teacher top-K + sampled negatives
     top_k: int = 200

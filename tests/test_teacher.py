@@ -79,3 +79,15 @@ def test_teacher_interface_accepts_other_models():
     _, split = cyclic_split(n_users=5)
     t = LastItem()
     assert t([np.array([0]), np.array([3])]).argmax(1).tolist() == [1, 0]
+
+
+def test_prefix_scores_share_one_pass_and_agree_with_scoring_each_prefix(trained):
+    data, split, teacher, _ = trained
+    seqs = split.train[:10]
+    lengths = [np.array([2, 5, len(s)]) for s in seqs]
+    shared = teacher.prefix_scores(seqs, lengths)
+    each = Teacher.prefix_scores(teacher, seqs, lengths)  # the interface's default: one prefix at a time
+    assert shared.shape == each.shape == (30, N_ITEMS)
+    assert (shared.argmax(1) == each.argmax(1)).mean() > 0.9
+    with pytest.raises(ValueError, match="window"):
+        teacher.prefix_scores([np.arange(30) % N_ITEMS], [np.array([1, 30])])

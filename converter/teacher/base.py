@@ -31,6 +31,12 @@ class Teacher(abc.ABC):
         """(len(histories), n_items) float32 scores of every item for every history."""
         return self.user_vectors(histories) @ self.item_vectors().T
 
+    def prefix_scores(self, sequences: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores for many prefixes of a few sequences: rows for ``seq[:l]`` for each ``l`` in
+        ``lengths[i]``, sequence by sequence. Models that see every prefix in one pass (causal
+        transformers) override this to share the work; this default scores each prefix on its own."""
+        return self.scores([seq[:int(n)] for seq, ls in zip(sequences, lengths) for n in ls])
+
     def __call__(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """A Teacher is a ``Scorer`` for :func:`converter.evaluate.evaluate`."""
         return self.scores(histories)

@@ -142,8 +142,8 @@ class SASRecTeacher(Teacher):
         if len(item_ids) != net.n_items:
             raise ValueError(f"{len(item_ids)} item ids for a model of {net.n_items} items")
         self.net, self.item_ids, self.info = net, list(item_ids), dict(info or {})
-        self._user = tf.function(lambda s: self.net.encode(s, training=False)[:, -1, :],
-                                 input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
+        self._hidden = tf.function(lambda s: self.net.encode(s, training=False),
+                                   input_signature=[tf.TensorSpec([None, None], tf.int32)], reduce_retracing=True)
 
     @property
     def config(self) -> SASRecConfig:
@@ -157,12 +157,29 @@ class SASRecTeacher(Teacher):
         return self.net.item_table()[1:].numpy()
 
     def user_vectors(self, histories: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        out = [self._user(pad_left(histories[s:s + batch_size], self.config.max_len, multiple=25)).numpy()
+        out = [self._hidden(pad_left(histories[s:s + batch_size], self.config.max_len, multiple=25))[:, -1, :].numpy()
                for s in range(0, len(histories), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.config.dim), np.float32)
 
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         return self.user_vectors(histories) @ self.item_vectors().T
+
+    def prefix_scores(self, sequences: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> np.ndarray:
+        """One causal pass per sequence window yields the user vector of every prefix inside it."""
+        windows, picks = [], []
+        for seq, ls in zip(sequences, lengths):
+            ls = np.asarray(ls, dtype=np.int64)
+            end = int(ls.max())
+            start = max(0, end - self.config.max_len)
+            if ls.min() <= start:
+                raise ValueError(f"prefix lengths {ls.min()}..{end} do not fit one window of {self.config.max_len}")
+            windows.append(np.asarray(seq[start:end]))
+            picks.append(ls - 1 - start)  # index of each prefix's last item inside the window
+        padded = pad_left(windows, self.config.max_len, multiple=25)
+        hidden = self._hidden(padded).numpy()
+        width = padded.shape[1]
+        rows = [hidden[i, width - len(w) + p] for i, (w, p) in enumerate(zip(windows, picks))]
+        return np.concatenate(rows) @ self.item_vectors().T
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the teacher to directory ``path`` atomically (config.json + model.weights.h5)."""
