@@ -74,8 +74,9 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--key", metavar="FILE", help="ed25519 private key (default: <artifacts>/../keys/edge-rec.key, "
                                                  "created on first use)")
     g.add_argument("--bundle", metavar="DIR", help="bundle directory to write (default: <artifacts>/bundle)")
-    g.add_argument("--architectures", default="pool-mlp,attention", help="student architectures to try (comma-separated)")
-    g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 60)")
+    g.add_argument("--architectures", default="pool-mlp,pool-recent,attention",
+                   help="student architectures to try (comma-separated)")
+    g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 30)")
     g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
 
 

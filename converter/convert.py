@@ -26,7 +26,7 @@ from .teacher import Teacher
 
 @dataclass
 class ConvertConfig:
-    architectures: Tuple[str, ...] = ("pool-mlp", "attention")
+    architectures: Tuple[str, ...] = ("pool-mlp", "pool-recent", "attention")
     student: StudentConfig = field(default_factory=StudentConfig)
     recall_target: float = 0.95
     representative_cases: int = 500

@@ -1,7 +1,8 @@
 """Distillation: train a student to reproduce the teacher's ranking over the catalog.
 
 Loss = (1 - w) * KL(teacher || student) on temperature-softened scores + w * cross-entropy of the true
-next item. Each epoch visits every user with several prefixes of their training sequence (the teacher
+next item + c * (1 - cosine(student query, teacher user vector)): ranking by inner product depends only
+on the query's direction, so matching the teacher's direction is matching its ranking. Each epoch visits every user with several prefixes of their training sequence (the teacher
 scores all prefixes of one window in one pass). The student scores items against the same int8-dequantized item vectors the device holds.
 Catalogs up to ``full_softmax_limit`` items use the full softmax; larger ones the teacher's top-K items
 of the batch plus uniformly sampled negatives.
@@ -103,8 +104,9 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
 
     @tf.function(input_signature=[tf.TensorSpec([None, c.history_len, dim], tf.float32),
                                   tf.TensorSpec([None, c.history_len], tf.float32), tf.TensorSpec([None], tf.int32),
-                                  tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)])
-    def step(x, m, candidates, teacher_logits, target_pos):
+                                  tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, None], tf.float32)])
+    def step(x, m, candidates, teacher_logits, target_pos, teacher_users):
         with tf.GradientTape() as tape:
             q = student(x, m, training=True)
             logits = tf.exp(log_scale) * tf.matmul(q, tf.gather(table_tf, candidates), transpose_b=True)
@@ -114,7 +116,8 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
             has = target_pos >= 0
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(target_pos, 0), logits=logits)
             ce = tf.reduce_sum(tf.where(has, ce, 0.0)) / tf.maximum(tf.reduce_sum(tf.cast(has, tf.float32)), 1.0)
-            loss = (1.0 - c.truth_weight) * kd + c.truth_weight * ce
+            cos = tf.reduce_mean(1.0 - tf.reduce_sum(q * tf.math.l2_normalize(teacher_users, axis=-1), axis=-1))
+            loss = (1.0 - c.truth_weight) * kd + c.truth_weight * ce + c.direction_weight * cos
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
@@ -125,6 +128,7 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
     users = np.array([u for u, seq in enumerate(split.train) if len(seq) >= 2])
     per_batch = max(1, c.batch_size // c.prefixes_per_user)
     window = getattr(getattr(teacher, "config", None), "max_len", 200)
+    teacher_items = teacher.item_vectors().astype(np.float32)  # the teacher is frozen: compute once
     for epoch in range(1, c.epochs + 1):
         order = rng.permutation(users)
         losses = []
@@ -134,7 +138,8 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
             lengths = [sample_prefixes(seq, c.prefixes_per_user, window, rng) for seq in seqs]
             hist = [seq[:int(n)] for seq, ls in zip(seqs, lengths) for n in ls]
             tgt = np.array([int(seq[n]) if n < len(seq) else -1 for seq, ls in zip(seqs, lengths) for n in ls])
-            t_scores = teacher.prefix_scores(seqs, lengths).astype(np.float32)
+            t_users = teacher.prefix_user_vectors(seqs, lengths).astype(np.float32)
+            t_scores = t_users @ teacher_items.T
             if full:
                 cand, pos = all_items, tgt
             else:
@@ -143,7 +148,7 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
                 pos = np.where(tgt >= 0, np.searchsorted(cand, np.maximum(tgt, 0)), -1)
                 t_scores = t_scores[:, cand]
             x, m = history_inputs(hist, table, c.history_len)
-            losses.append(float(step(x, m, tf.constant(cand, tf.int32), t_scores, tf.constant(pos, tf.int32))))
+            losses.append(float(step(x, m, tf.constant(cand, tf.int32), t_scores, tf.constant(pos, tf.int32), t_users)))
         row: Dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)), "minutes": (time.time() - start) / 60}
         if epoch % eval_every == 0 or epoch == c.epochs:
             valid = evaluate(scorer, split.valid, n_items, ks=(10,))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Tuple
 
 from .tf_env import keras, tf
 
-ARCHITECTURES = ("pool-mlp", "attention")
+ARCHITECTURES = ("pool-mlp", "pool-recent", "attention")
+RECENT_ITEMS = 5  # pool-recent: the last items the MLP sees individually
 
 
 @dataclass
@@ -24,7 +25,8 @@ class StudentConfig:
     history_len: int = 50
     hidden: int = 256
     temperature: float = 1.0       # softens the teacher's distribution
-    truth_weight: float = 0.5      # weight of the ground-truth next-item loss next to distillation
+    truth_weight: float = 0.3      # weight of the ground-truth next-item loss next to distillation
+    direction_weight: float = 1.0  # weight of the cosine to the teacher's user vector
     epochs: int = 30
     batch_size: int = 256
     prefixes_per_user: int = 8     # training cases per user and epoch (prefixes of the sequence)
@@ -40,10 +42,12 @@ def _l2(x):
 
 
 class PoolMLPStudent(keras.Model):
-    """Recency-weighted sum of the history vectors, L2-normalised, then a residual MLP."""
+    """Recency-weighted sum of the history vectors, L2-normalised, plus the last ``recent`` item vectors
+    in order (sequence order matters most at the end), through a residual MLP."""
 
-    def __init__(self, history_len: int, dim: int, hidden: int) -> None:
+    def __init__(self, history_len: int, dim: int, hidden: int, recent: int = 0) -> None:
         super().__init__()
+        self.recent, self.dim = recent, dim
         self.recency = self.add_weight(shape=(history_len,), initializer="ones", name="recency")
         self.hidden = keras.layers.Dense(hidden, activation="relu")
         self.out = keras.layers.Dense(dim)
@@ -51,7 +55,11 @@ class PoolMLPStudent(keras.Model):
 
     def call(self, history, padding=None):
         pooled = _l2(tf.reduce_sum(history * self.recency[None, :, None], axis=1))
-        return _l2(self.skip(pooled) + self.out(self.hidden(pooled)))
+        features = pooled
+        if self.recent:
+            last = tf.reshape(history[:, -self.recent:, :], (-1, self.recent * self.dim))
+            features = tf.concat([pooled, last], axis=-1)
+        return _l2(self.skip(pooled) + self.out(self.hidden(features)))
 
 
 class AttentionStudent(keras.Model):
@@ -85,10 +93,12 @@ class AttentionStudent(keras.Model):
 
 def build_student(config: StudentConfig, dim: int) -> keras.Model:
     """A built student of ``config.architecture`` for ``dim``-dimensional item vectors."""
-    classes: Dict[str, type] = {"pool-mlp": PoolMLPStudent, "attention": AttentionStudent}
-    if config.architecture not in classes:
+    builders = {"pool-mlp": lambda: PoolMLPStudent(config.history_len, dim, config.hidden),
+                "pool-recent": lambda: PoolMLPStudent(config.history_len, dim, config.hidden, recent=RECENT_ITEMS),
+                "attention": lambda: AttentionStudent(config.history_len, dim, config.hidden)}
+    if config.architecture not in builders:
         raise ValueError(f"unknown student architecture {config.architecture!r}; choose from {ARCHITECTURES}")
-    model = classes[config.architecture](config.history_len, dim, config.hidden)
+    model = builders[config.architecture]()
     model(tf.zeros((1, config.history_len, dim)), tf.ones((1, config.history_len)))
     return model
 

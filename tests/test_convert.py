@@ -24,7 +24,7 @@ def copy_bundle(converted, tmp_path):
 def test_report_covers_every_stage(converted):
     r = converted["report"]
     assert set(r["test"]) == {"popularity", "teacher", "student fp32", "student int8 + HNSW (bundle)"}
-    assert {s["architecture"] for s in r["students"]} == {"pool-mlp", "attention"}
+    assert {s["architecture"] for s in r["students"]} == {"pool-mlp", "pool-recent", "attention"}
     assert r["sizes"]["tflite_bytes"] < 500_000
     assert r["index"]["recall"] >= 0.95
     assert r["golden"]["passed"] and r["golden"]["cases"] == 8
@@ -95,3 +95,8 @@ def test_bundle_version_moves_forward(converted, tmp_path):
     assert next_version(converted["root"] / "bundle") == converted["report"]["bundle_version"] + 1
     assert next_version(tmp_path / "none") == 1
     assert np.isfinite(converted["report"]["latency_ms"]["speedup"])
+
+
+def test_pool_recent_is_full_integer_and_edgetpu_mappable(converted):
+    s = {s["architecture"]: s for s in converted["report"]["students"]}["pool-recent"]
+    assert s["float_ops"] == [] and s["edgetpu_blockers"] == [], s["edgetpu_blockers"]

@@ -85,9 +85,10 @@ def test_prefix_scores_share_one_pass_and_agree_with_scoring_each_prefix(trained
     data, split, teacher, _ = trained
     seqs = split.train[:10]
     lengths = [np.array([2, 5, len(s)]) for s in seqs]
-    shared = teacher.prefix_scores(seqs, lengths)
-    each = Teacher.prefix_scores(teacher, seqs, lengths)  # the interface's default: one prefix at a time
+    items = teacher.item_vectors()
+    shared = teacher.prefix_user_vectors(seqs, lengths) @ items.T
+    each = Teacher.prefix_user_vectors(teacher, seqs, lengths) @ items.T  # the default: one prefix at a time
     assert shared.shape == each.shape == (30, N_ITEMS)
     assert (shared.argmax(1) == each.argmax(1)).mean() > 0.9
     with pytest.raises(ValueError, match="window"):
-        teacher.prefix_scores([np.arange(30) % N_ITEMS], [np.array([1, 30])])
+        teacher.prefix_user_vectors([np.arange(30) % N_ITEMS], [np.array([1, 30])])

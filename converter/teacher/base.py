@@ -11,7 +11,8 @@ class Teacher(abc.ABC):
     """A recommender over a fixed catalog of ``n_items`` items, indexed 0..n_items-1.
 
     Users plug their own server model in by implementing ``item_vectors`` and ``user_vectors``; the
-    score of an item for a user is the dot product of the two unless ``scores`` is overridden.
+    score of an item for a user is their dot product. (The device retrieves by inner product, so a
+    teacher is distilled through these two vectors.)
     """
 
     @property
@@ -31,11 +32,11 @@ class Teacher(abc.ABC):
         """(len(histories), n_items) float32 scores of every item for every history."""
         return self.user_vectors(histories) @ self.item_vectors().T
 
-    def prefix_scores(self, sequences: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores for many prefixes of a few sequences: rows for ``seq[:l]`` for each ``l`` in
+    def prefix_user_vectors(self, sequences: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> np.ndarray:
+        """User vectors of many prefixes of a few sequences: a row for ``seq[:l]`` for each ``l`` in
         ``lengths[i]``, sequence by sequence. Models that see every prefix in one pass (causal
-        transformers) override this to share the work; this default scores each prefix on its own."""
-        return self.scores([seq[:int(n)] for seq, ls in zip(sequences, lengths) for n in ls])
+        transformers) override this to share the work; this default embeds each prefix on its own."""
+        return self.user_vectors([seq[:int(n)] for seq, ls in zip(sequences, lengths) for n in ls])
 
     def __call__(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """A Teacher is a ``Scorer`` for :func:`converter.evaluate.evaluate`."""

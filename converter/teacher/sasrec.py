@@ -164,7 +164,7 @@ class SASRecTeacher(Teacher):
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         return self.user_vectors(histories) @ self.item_vectors().T
 
-    def prefix_scores(self, sequences: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> np.ndarray:
+    def prefix_user_vectors(self, sequences: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> np.ndarray:
         """One causal pass per sequence window yields the user vector of every prefix inside it."""
         windows, picks = [], []
         for seq, ls in zip(sequences, lengths):
@@ -179,7 +179,7 @@ class SASRecTeacher(Teacher):
         hidden = self._hidden(padded).numpy()
         width = padded.shape[1]
         rows = [hidden[i, width - len(w) + p] for i, (w, p) in enumerate(zip(windows, picks))]
-        return np.concatenate(rows) @ self.item_vectors().T
+        return np.concatenate(rows)
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the teacher to directory ``path`` atomically (config.json + model.weights.h5)."""
