@@ -64,7 +64,12 @@ def load_public_key(key: KeyLike) -> Ed25519PublicKey:
     if isinstance(key, bytes):
         raw = key if len(key) == 32 else _hex32(key.decode("ascii", "replace"), "public key")
     elif isinstance(key, Path) or (isinstance(key, str) and os.path.isfile(key)):
-        raw = _hex32(Path(key).read_text(), f"public key file {key}")
+        try:
+            raw = _hex32(Path(key).read_text(), f"public key file {key}")
+        except OSError as e:
+            raise SignatureError(f"cannot read the public key file {key}: {e.strerror}") from None
+    elif isinstance(key, str) and ("/" in key or key.endswith(".pub")):
+        raise SignatureError(f"public key file {key} not found")
     else:
         raw = _hex32(str(key), "public key")
     return Ed25519PublicKey.from_public_bytes(raw)
