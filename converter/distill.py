@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +23,7 @@ from .progress import progress, say
 from .student import StudentConfig, build_student
 from .teacher import Teacher
 from .tf_env import keras, tf
+from .trainlog import TrainLog
 
 
 def history_inputs(histories: Sequence[np.ndarray], table: np.ndarray, history_len: int
@@ -77,16 +77,8 @@ def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: in
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
-@dataclass
-class DistillLog:
-    epochs: List[Dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_valid: Dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
 def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[StudentConfig] = None,
-            eval_every: int = 5, log: Callable[[str], None] = say) -> Tuple[keras.Model, DistillLog]:
+            eval_every: int = 5, log: Callable[[str], None] = say) -> Tuple[keras.Model, TrainLog]:
     """Train a student on ``split.train`` against ``teacher``; keep the best validation NDCG@10."""
     c = config or StudentConfig()
     keras.utils.set_random_seed(c.seed)
@@ -121,7 +113,7 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    result = DistillLog()
+    result = TrainLog()
     best = student.get_weights()
     start = time.time()
     all_items = np.arange(n_items)

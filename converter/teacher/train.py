@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -11,18 +10,8 @@ from ..data import Split
 from ..evaluate import evaluate
 from ..progress import progress, say
 from ..tf_env import keras, tf
+from ..trainlog import TrainLog
 from .sasrec import SASRecConfig, SASRecNet, SASRecTeacher, pad_left
-
-
-@dataclass
-class TrainLog:
-    """What happened during training: per-epoch loss, validation metrics, the best epoch, the time."""
-
-    epochs: List[Dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_valid: Dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    stopped: str = ""
 
 
 def training_windows(train: Sequence[np.ndarray], max_len: int, rng: Optional[np.random.Generator] = None):
