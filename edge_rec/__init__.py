@@ -1,4 +1,27 @@
-"""edge-rec device runtime: numpy, hnswlib and a TFLite interpreter; never TensorFlow or the converter."""
+"""edge-rec device runtime: numpy, hnswlib and a TFLite interpreter; never TensorFlow or the converter.
+
+    from edge_rec import EdgeRecommender
+    rec = EdgeRecommender.open("bundle/", "edge-rec.pub", history="history.db")
+    rec.recommend(k=10)
+"""
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .bundle import Bundle
+from .errors import (
+                     BundleError,
+                     EdgeRecError,
+                     HistoryError,
+                     IncompatibleBundleError,
+                     IntegrityError,
+                     ItemIndexError,
+                     ManifestError,
+                     ModelError,
+                     SignatureError,
+)
+from .history import HistoryStore
+from .manifest import FORMAT_VERSION, Manifest
+from .recommender import EdgeRecommender, GoldenResult, Recommendation
+
+__all__ = ["__version__", "EdgeRecommender", "Recommendation", "GoldenResult", "HistoryStore", "Bundle", "Manifest",
+           "FORMAT_VERSION", "EdgeRecError", "BundleError", "ManifestError", "SignatureError", "IntegrityError",
+           "IncompatibleBundleError", "ModelError", "ItemIndexError", "HistoryError"]
