@@ -59,6 +59,20 @@ def _median_seconds(fn: Callable[[np.ndarray], Any], histories: Sequence[np.ndar
     return float(np.median(times))
 
 
+def _paired_median_seconds(a: Callable[[np.ndarray], Any], b: Callable[[np.ndarray], Any],
+                           histories: Sequence[np.ndarray]) -> Tuple[float, float]:
+    """Median seconds of ``a`` and ``b`` timed alternately on the same histories, so that background
+    load affects both alike."""
+    a(histories[0]), b(histories[0])
+    ta, tb = [], []
+    for h in histories:
+        for fn, times in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn(h)
+            times.append(time.perf_counter() - t)
+    return float(np.median(ta)), float(np.median(tb))
+
+
 def _subset(eval_set: EvalSet, n: int) -> List[np.ndarray]:
     return eval_set.histories[:n]
 
@@ -150,8 +164,9 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
 
     hist = _subset(test, c.latency_queries)
     item_vectors = teacher.item_vectors()  # a server precomputes these: not part of the per-query cost
-    teacher_ms = 1e3 * _median_seconds(lambda h: np.argpartition(-(item_vectors @ teacher.user_vectors([h])[0]), 10)[:10], hist)
-    student_ms = 1e3 * _median_seconds(lambda h: rec.recommend_rows(np.asarray(h, np.int64), 10), hist)
+    teacher_ms, student_ms = (1e3 * t for t in _paired_median_seconds(
+        lambda h: np.argpartition(-(item_vectors @ teacher.user_vectors([h])[0]), 10)[:10],
+        lambda h: rec.recommend_rows(np.asarray(h, np.int64), 10), hist))
     report = {
         "dataset": dataset.summary(), "bundle": str(out), "bundle_version": manifest.bundle_version,
         "test": results, "top10_overlap_with_teacher": overlap,
