@@ -59,7 +59,7 @@ def _median_seconds(fn: Callable[[np.ndarray], Any], histories: Sequence[np.ndar
     return float(np.median(times))
 
 
-def _paired_median_seconds(a: Callable[[np.ndarray], Any], b: Callable[[np.ndarray], Any],
+def paired_median_seconds(a: Callable[[np.ndarray], Any], b: Callable[[np.ndarray], Any],
                            histories: Sequence[np.ndarray]) -> Tuple[float, float]:
     """Median seconds of ``a`` and ``b`` timed alternately on the same histories, so that background
     load affects both alike."""
@@ -164,7 +164,7 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
 
     hist = _subset(test, c.latency_queries)
     item_vectors = teacher.item_vectors()  # a server precomputes these: not part of the per-query cost
-    teacher_ms, student_ms = (1e3 * t for t in _paired_median_seconds(
+    teacher_ms, student_ms = (1e3 * t for t in paired_median_seconds(
         lambda h: np.argpartition(-(item_vectors @ teacher.user_vectors([h])[0]), 10)[:10],
         lambda h: rec.recommend_rows(np.asarray(h, np.int64), 10), hist))
     report = {
