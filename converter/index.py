@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Dict, Sequence
 
@@ -83,14 +82,3 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         choice = (M, ef)
     M, ef = choice
     return IndexChoice(space, M, ef_construction, ef, curves[M][ef], target, sizes[M], curves, sizes)
-
-
-def time_queries(index, queries: np.ndarray, k: int, ef: int) -> float:
-    """Median seconds per single-query search."""
-    index.set_ef(max(ef, k))
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        index.knn_query(q[None], k=k)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))

@@ -89,7 +89,8 @@ class EdgeRecommender:
         return self.model.query(self.items.dequantized(rows))
 
     def _popular(self, k: int, exclude: np.ndarray, match) -> Tuple[np.ndarray, np.ndarray]:
-        rows = [r for r in self.items.popularity if r not in set(exclude.tolist())]
+        skip = set(exclude.tolist())
+        rows = [r for r in self.items.popularity if r not in skip]
         if match is not None:
             rows = [r for r in rows if match(self.items.metadata(int(r)))]
         rows = np.asarray(rows[:k], dtype=np.int64)
