@@ -18,7 +18,7 @@ import numpy as np
 from edge_rec.model import history_window
 
 from .data import EvalSet, Split
-from .evaluate import evaluate
+from .evaluate import evaluate, mask_seen
 from .progress import progress, say
 from .student import StudentConfig, build_student
 from .teacher import Teacher
@@ -71,10 +71,8 @@ def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: int) -> np.ndarray:
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    for r, h in enumerate(histories):
-        scores[r, h] = -np.inf
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    masked = mask_seen(np.array(scores, dtype=np.float32, copy=True), histories)
+    return np.argsort(-masked, axis=1, kind="stable")[:, :k]
 
 
 def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[StudentConfig] = None,

@@ -38,6 +38,13 @@ def metrics_from_ranks(ranks: np.ndarray, top: np.ndarray, n_items: int,
     return out
 
 
+def mask_seen(scores: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    """Set each row's history items to -inf in place (they are not recommended again); returns ``scores``."""
+    for r, hist in enumerate(histories):
+        scores[r, hist] = -np.inf
+    return scores
+
+
 def rank_targets(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.ndarray,
                  k: int, exclude_seen: bool = True):
     """Ranks of ``targets`` in ``scores`` (B, n_items) and the top-``k`` items per row.
@@ -51,8 +58,7 @@ def rank_targets(scores: np.ndarray, histories: Sequence[np.ndarray], targets: n
         raise ValueError(f"scorer returned shape {scores.shape}, expected ({len(targets)}, n_items)")
     target_scores = scores[rows, targets].copy()
     if exclude_seen:
-        for r, hist in enumerate(histories):
-            scores[r, hist] = -np.inf
+        mask_seen(scores, histories)
         scores[rows, targets] = target_scores  # a target the user had seen before stays rankable
     nan = np.isnan(scores)
     if nan.any():

@@ -134,7 +134,10 @@ class EdgeRecommender:
         if len(rows) == 0:
             return self._popular(k, seen, match)
         q = self.query_vector(rows[-self.history_len:])
-        cand = self._search(q, k, seen, match)
+        return self._rescored(self._search(q, k, seen, match), q)
+
+    def _rescored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Candidates ordered by their exact score against the int8 item table."""
         scores = self.items.dequantized(cand) @ q
         order = np.argsort(-scores, kind="stable")
         return cand[order], scores[order].astype(np.float32)
@@ -171,11 +174,8 @@ class EdgeRecommender:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         row = self.items.rows([item_id])[0]
         q = self.items.dequantized(np.array([row]))[0]
-        cand = self._search(q, k, np.array([row]), _matcher(filter))
-        scores = self.items.dequantized(cand) @ q
-        order = np.argsort(-scores, kind="stable")
-        return [Recommendation(self.items.ids[r], float(scores[i]), self.items.metadata(int(r)))
-                for i, r in zip(order, cand[order])]
+        top, scores = self._rescored(self._search(q, k, np.array([row]), _matcher(filter)), q)
+        return [Recommendation(self.items.ids[r], float(sc), self.items.metadata(int(r))) for r, sc in zip(top, scores)]
 
     def check_golden(self) -> GoldenResult:
         """Replay the manifest's golden cases: same top-10 and query cosine >= 0.999 expected."""
