@@ -45,6 +45,19 @@ def import_and_open(bundle: Path, pub: Path, runs: int) -> dict:
             "runs": runs}
 
 
+MAX_EVENTS = 200
+
+
+def real_histories(data, n: int) -> list:
+    """Item-id histories (oldest first, at most MAX_EVENTS) of ``n`` ML-1M users spread over the user list."""
+    from converter.data import leave_one_out, load_movielens_1m
+    dataset = load_movielens_1m(data)
+    split = leave_one_out(dataset)
+    ids = [item.id for item in dataset.items]
+    users = np.linspace(0, len(split.test.histories) - 1, n).astype(int)
+    return [[ids[i] for i in split.test.histories[u][-MAX_EVENTS:]] for u in users]
+
+
 def recommend_latency(bundle: Path, pub: Path, histories, queries: int, filt=None) -> dict:
     """Per-call latency of recommend(k=10) reading each user's history from a SQLite store."""
     from edge_rec.history import HistoryStore
@@ -113,6 +126,7 @@ def main() -> int:
     p.add_argument("--bundle", required=True)
     p.add_argument("--key", required=True, help="private key (to sign the grown bundle); its .pub is used to verify")
     p.add_argument("--items", type=int, default=100_000, help="catalog size of the grown bundle")
+    p.add_argument("--data", help="MovieLens-1M folder for real user histories (default: the usual places)")
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--open-runs", type=int, default=7)
     p.add_argument("--skip-venv", action="store_true", help="do not measure a fresh runtime-only venv")
@@ -125,25 +139,24 @@ def main() -> int:
     pub = key.with_suffix(".pub")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rec = EdgeRecommender.open(bundle, pub)
-    rng = np.random.default_rng(0)
-    golden = [g.history for g in rec.bundle.manifest.golden if g.history]
-    histories = [list(rng.choice(rec.items.ids, size=int(rng.integers(10, 200)), replace=False)) for _ in range(args.queries)]
-    histories = golden + histories
+    histories = real_histories(args.data, 2 * args.queries)
+    tuning, timed = histories[:args.queries], histories[args.queries:]
     results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "bundles": {},
-               "histories": "golden-case histories plus random sets of 10-200 real catalog items"}
+               "histories": f"{len(timed)} real ML-1M users' test-time histories (up to {MAX_EVENTS} recent events each), "
+                            f"{len(tuning)} other users' histories to tune the grown index"}
     with tempfile.TemporaryDirectory() as tmp:
         grown = Path(tmp) / "grown"
         t = time.time()
-        choice = grow_bundle(bundle, grown, key, args.items)
+        choice = grow_bundle(bundle, grown, key, args.items, tuning)
         results["grown_bundle"] = {"items": args.items, "index_M": choice.M, "ef_search": choice.ef_search,
                                    "recall@10": choice.recall, "build_s": time.time() - t,
-                                   "how": "real item vectors + Gaussian noise with 0.25x the real covariance (benchmarks/synthetic.py)"}
+                                   "how": "real item vectors + Gaussian noise with 0.25x the real covariance, rescaled to "
+                                          "the base item's norm (benchmarks/synthetic.py)"}
         for name, path in ((f"{len(rec.items)} items (real)", bundle), (f"{args.items} items (grown)", grown)):
             r = {"files_mb": sum(f.stat().st_size for f in path.iterdir()) / 1e6}
             r["import+open"] = import_and_open(path, pub, args.open_runs)
-            r["no filter"] = recommend_latency(path, pub, histories, args.queries)
-            r["genre filter"] = recommend_latency(path, pub, histories, args.queries, {"genres": "Comedy"})
+            r["no filter"] = recommend_latency(path, pub, timed, args.queries)
+            r["genre filter"] = recommend_latency(path, pub, timed, args.queries, {"genres": "Comedy"})
             results["bundles"][name] = r
             print(f"{name}: import+open {r['import+open']['import_open_s']:.3f} s, recommend p50 "
                   f"{r['no filter']['p50_ms']:.3f} ms (p99 {r['no filter']['p99_ms']:.3f}), with genre filter p50 "

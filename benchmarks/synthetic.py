@@ -1,14 +1,15 @@
 """Grow a real bundle's catalog to N items with synthetic items drawn from the real item-vector distribution.
 
 Each synthetic item is a random real item's vector plus Gaussian noise whose covariance is
-``noise**2`` times the empirical covariance of all real item vectors: the synthetic catalog keeps the
-real one's clusters, norms and anisotropy (isotropic random vectors would be a much harder, unrealistic
-case for HNSW). Metadata is copied from the base item, titles marked as synthetic.
+``noise**2`` times the empirical covariance of all real item vectors, rescaled to the base item's norm
+(noise alone would inflate norms and let synthetic items win every inner product): the synthetic
+catalog keeps the real one's clusters, norm distribution and anisotropy. Metadata is copied from the
+base item, titles marked as synthetic.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -25,12 +26,15 @@ def synthetic_vectors(real: np.ndarray, n: int, noise: float = 0.5, seed: int = 
     rng = np.random.default_rng(seed)
     base = rng.integers(0, len(real), n)
     chol = np.linalg.cholesky(np.cov(real, rowvar=False) + 1e-6 * np.eye(real.shape[1]))
-    return (real[base] + noise * rng.standard_normal((n, real.shape[1])) @ chol.T).astype(np.float32), base
+    drawn = real[base] + noise * rng.standard_normal((n, real.shape[1])) @ chol.T
+    drawn *= (np.linalg.norm(real[base], axis=1) / np.linalg.norm(drawn, axis=1))[:, None]
+    return drawn.astype(np.float32), base
 
 
 def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union[str, Path], n_items: int,
-                recall_target: float = 0.95) -> IndexChoice:
-    """Write a bundle at ``out`` with ``src``'s model and items plus synthetic ones up to ``n_items``."""
+                histories: Sequence[Sequence[str]], recall_target: float = 0.95) -> IndexChoice:
+    """Write a bundle at ``out`` with ``src``'s model and items plus synthetic ones up to ``n_items``;
+    the index is tuned on queries from ``histories`` (item ids of real users, oldest first)."""
     bundle = Bundle.open(src, load_private_key(private_key).public_key())
     rec = EdgeRecommender(bundle)
     m = bundle.manifest
@@ -40,12 +44,11 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
     ids = rec.items.ids + [f"syn-{i}" for i in range(len(extra))]
     meta = [rec.items.metadata(r) for r in range(len(real))]
     meta += [dict(meta[b], title=f"{meta[b].get('title', '')} (synthetic {i})") for i, b in enumerate(base)]
-    rng = np.random.default_rng(1)
-    histories = [rng.integers(0, len(vectors), int(rng.integers(5, 50))) for _ in range(500)]
-    queries = np.stack([rec.model.query(vectors[h]) for h in histories])
+    rows = [rec.items.rows(h, strict=False)[-rec.history_len:] for h in histories]
+    queries = np.stack([rec.model.query(vectors[r]) for r in rows if len(r)])
     choice = tune_index(vectors, queries, target=recall_target, Ms=(m.index.M, 2 * m.index.M))
     model = Int8Model(bundle.read_bytes(m.model.file), m.model, rec.model.op_report())
-    golden = [np.asarray(h) for h in histories[:8]] + [np.zeros(0, np.int64)]
+    golden = [r for r in rows if len(r)][:8] + [np.zeros(0, np.int64)]
     write_bundle(out, model, ids, vectors, meta, rec.items.popularity, choice, golden, private_key,
                  bundle_version=1, info={"synthetic": f"{len(real)} real + {len(extra)} synthetic items"})
     return choice

@@ -7,8 +7,6 @@ into place, so a reader never sees a half-written bundle.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -17,6 +15,7 @@ import numpy as np
 from edge_rec.atomic import atomic_write_bytes, replace_dir, staging_dir
 from edge_rec.bundle import Bundle, read_manifest, sha256_file
 from edge_rec.errors import BundleError
+from edge_rec.items import item_file_bytes
 from edge_rec.manifest import MANIFEST_NAME, FileEntry, GoldenCase, IndexSpec, ItemsSpec, Manifest
 from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
@@ -27,12 +26,6 @@ from .quantize import Int8Model
 
 FILES = {"model": "student.tflite", "index": "items.hnsw", "vectors": "item_vectors.npy", "scales": "item_scales.npy",
          "ids": "item_ids.json", "metadata": "item_meta.jsonl", "popularity": "popularity.npy"}
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def next_version(out: Path) -> int:
@@ -56,10 +49,8 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
     try:
         hnsw = build_hnsw(dequantize_rows(q, scales), index.space, index.M, index.ef_construction)
         hnsw.save_index(str(stage / FILES["index"]))
-        contents = {FILES["model"]: model.tflite, FILES["vectors"]: _npy(q), FILES["scales"]: _npy(scales),
-                    FILES["ids"]: json.dumps(list(item_ids)).encode(),
-                    FILES["metadata"]: "".join(json.dumps(m, sort_keys=True) + "\n" for m in metadata).encode(),
-                    FILES["popularity"]: _npy(np.asarray(popularity, dtype=np.int32))}
+        contents = {FILES[k]: data for k, data in item_file_bytes(q, scales, item_ids, metadata, popularity).items()}
+        contents[FILES["model"]] = model.tflite
         for name, data in contents.items():
             atomic_write_bytes(stage / name, data)
         files = {name: FileEntry(*sha256_file(stage / name)) for name in sorted(FILES.values())}

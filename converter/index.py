@@ -20,8 +20,7 @@ M_GRID = (8, 12, 16, 24, 32)
 def build_hnsw(vectors: np.ndarray, space: str = "ip", M: int = 16, ef_construction: int = 200, seed: int = 0):
     import hnswlib
     index = hnswlib.Index(space=space, dim=vectors.shape[1])
-    index.init_index(max_elements=len(vectors), M=M, ef_construction=ef_construction, random_seed=seed,
-                     allow_replace_deleted=True)
+    index.init_index(max_elements=len(vectors), M=M, ef_construction=ef_construction, random_seed=seed)
     index.set_num_threads(1)  # deterministic graph
     index.add_items(vectors.astype(np.float32), np.arange(len(vectors)))
     return index

@@ -2,18 +2,21 @@
 
 Order of checks: manifest size and JSON shape, the ed25519 signature(s) against pinned public keys,
 then every listed file's size and sha256. A file is hashed again right before it is used, so what
-is loaded is exactly what was verified.
+is loaded is exactly what was verified. An index a delta sync built on the device is checked against
+the device's own record of it (``local.json``), written when it was built.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
-from typing import Iterable, List, Union
+from typing import Dict, Iterable, List, Union
 
 import numpy as np
 
+from .atomic import atomic_write_json
 from .errors import IntegrityError, ManifestError
-from .manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+from .manifest import LOCAL_NAME, MANIFEST_NAME, MAX_MANIFEST_BYTES, FileEntry, Manifest
 from .signing import KeyLike, verify
 
 CHUNK = 1 << 20
@@ -43,11 +46,34 @@ def read_manifest(path: Path) -> Manifest:
     return Manifest.from_bytes(data)
 
 
+def read_local_record(path: Path, manifest: Manifest) -> Dict[str, FileEntry]:
+    """The device's record of the files it built for this version (only an index built on the device)."""
+    if not manifest.index.built_on_device:
+        return {}
+    file = path / LOCAL_NAME
+    try:
+        raw = json.loads(file.read_text())
+        entry = FileEntry.from_dict(raw["files"][manifest.index.file], f"{LOCAL_NAME}.files")
+    except FileNotFoundError:
+        raise IntegrityError(f"{file} is missing: the index this device built for version "
+                             f"{manifest.bundle_version} is unaccounted for; re-sync") from None
+    except (ValueError, KeyError, TypeError, ManifestError):
+        raise IntegrityError(f"{file} is damaged; re-sync") from None
+    return {manifest.index.file: entry}
+
+
+def write_local_record(path: Path, manifest: Manifest) -> None:
+    """Record the hash of the index the device built into ``path`` (part of applying a delta)."""
+    digest, size = sha256_file(path / manifest.index.file)
+    atomic_write_json(path / LOCAL_NAME, {"files": {manifest.index.file: {"sha256": digest, "size": size}}})
+
+
 class Bundle:
     """A verified bundle: its manifest, the key ids that signed it, and checked access to its files."""
 
     def __init__(self, path: Path, manifest: Manifest, signers: List[str]) -> None:
         self.path, self.manifest, self.signers = path, manifest, signers
+        self.local: Dict[str, FileEntry] = read_local_record(path, manifest)
 
     @classmethod
     def open(cls, path: Union[str, Path], public_keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1) -> "Bundle":
@@ -58,15 +84,19 @@ class Bundle:
         manifest = read_manifest(path)
         signers = verify(manifest.signed_payload, manifest.signatures, keys, threshold)
         bundle = cls(path, manifest, signers)
-        for name in manifest.files:
+        for name in list(manifest.files) + list(bundle.local):
             bundle.verify_file(name)
         return bundle
 
-    def verify_file(self, name: str) -> Path:
-        """Check one file's size and sha256 against the manifest; return its path."""
-        entry = self.manifest.files.get(name)
+    def entry(self, name: str) -> FileEntry:
+        entry = self.manifest.files.get(name) or self.local.get(name)
         if entry is None:
             raise IntegrityError(f"{name} is not listed in the manifest")
+        return entry
+
+    def verify_file(self, name: str) -> Path:
+        """Check one file's size and sha256 against the manifest; return its path."""
+        entry = self.entry(name)
         file = self.path / name
         if not file.is_file():
             raise IntegrityError(f"{file} is missing; re-install or re-sync the bundle")
@@ -81,9 +111,7 @@ class Bundle:
 
     def read_bytes(self, name: str) -> bytes:
         """The file's bytes, hashed after reading so they are exactly the verified ones."""
-        entry = self.manifest.files.get(name)
-        if entry is None:
-            raise IntegrityError(f"{name} is not listed in the manifest")
+        entry = self.entry(name)
         data = (self.path / name).read_bytes()
         if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise IntegrityError(f"{name} changed after the bundle was verified")

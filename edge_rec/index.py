@@ -20,6 +20,8 @@ from .manifest import IndexSpec
 # mult (double), ef_construction (size_t); 64-bit little-endian builds.
 _HEADER = struct.Struct("<6Q i I 3Q d Q")
 
+FETCH_EXTRA = 3  # the unfiltered first try fetches up to (1 + FETCH_EXTRA) * k rows
+
 
 def check_header(path: Path, spec: IndexSpec) -> None:
     """Check an hnswlib file's header against the manifest before hnswlib sees it.
@@ -51,13 +53,13 @@ def check_header(path: Path, spec: IndexSpec) -> None:
 
 
 class ItemIndex:
-    def __init__(self, path: Path, spec: IndexSpec, extra_capacity: int = 0) -> None:
+    def __init__(self, path: Path, spec: IndexSpec) -> None:
         import hnswlib
         check_header(path, spec)
         self.spec = spec
         self._index = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:
-            self._index.load_index(str(path), max_elements=spec.count + extra_capacity, allow_replace_deleted=True)
+            self._index.load_index(str(path), max_elements=spec.count)
         except RuntimeError as e:
             raise ItemIndexError(f"cannot load the index {path.name}: {e}") from None
         if self._index.get_current_count() != spec.count:
@@ -73,23 +75,38 @@ class ItemIndex:
                ) -> Tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (rows, distances) nearest to ``query``, best first, never returning a row in ``exclude``.
 
-        Excluded rows are skipped inside the graph search (hnswlib's filter), so a long history costs
-        microseconds, not a wider search. Raises ItemIndexError if the graph cannot yield ``k`` rows.
+        First an unfiltered search for a few more than ``k`` rows, excluded ones dropped afterwards;
+        only when too many of them were excluded does hnswlib's per-node filter (a Python callback,
+        several times slower) run. Raises ItemIndexError if the graph cannot yield ``k`` rows.
         """
-        skip = set(np.asarray(exclude, dtype=np.int64).tolist()) if exclude is not None and len(exclude) else None
-        n = min(k, self.count - (len(skip) if skip else 0))
+        skip = set(np.asarray(exclude, dtype=np.int64).tolist()) if exclude is not None and len(exclude) else set()
+        n = min(k, self.count - len(skip))
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query = np.asarray(query, np.float32).reshape(1, -1)
-        allowed = (lambda label: label not in skip) if skip else None
         ef = max(ef or self.spec.ef_search, n)
+        fetch = n + min(len(skip), FETCH_EXTRA * n)
         with self._lock:
+            try:
+                labels, dist = self._query(query, fetch, max(ef, fetch), None)
+                keep = [i for i, label in enumerate(labels.tolist()) if label not in skip][:n]
+                if len(keep) == n:
+                    return labels[keep], dist[keep]
+            except ItemIndexError:
+                pass
+            allowed = (lambda label: label not in skip) if skip else None
             while True:
-                self._index.set_ef(ef)
                 try:
-                    labels, dist = self._index.knn_query(query, k=n, filter=allowed)
-                    return labels[0].astype(np.int64), dist[0].astype(np.float32)
-                except RuntimeError as e:  # fewer than n reachable: widen the beam, then give up
+                    return self._query(query, n, ef, allowed)
+                except ItemIndexError:  # fewer than n reachable: widen the beam, then give up
                     if ef >= self.count:
-                        raise ItemIndexError(f"the index cannot return {n} neighbours: {e}") from None
+                        raise
                     ef = min(self.count, ef * 4)
+
+    def _query(self, query: np.ndarray, n: int, ef: int, allowed) -> Tuple[np.ndarray, np.ndarray]:
+        self._index.set_ef(ef)
+        try:
+            labels, dist = self._index.knn_query(query, k=n, filter=allowed)
+        except RuntimeError as e:
+            raise ItemIndexError(f"the index cannot return {n} neighbours: {e}") from None
+        return labels[0].astype(np.int64), dist[0].astype(np.float32)

@@ -2,6 +2,8 @@
 
 Row ``r`` of the table is label ``r`` of the HNSW index. Metadata (titles, genres) stays on disk until
 asked for: a JSON-lines file with one object per row, read through an offset table built on first use.
+Rows are never renumbered: an item deleted by a delta sync stays as a tombstone row (empty id, zero
+vector, marked deleted in the index) until the next full snapshot.
 """
 from __future__ import annotations
 
@@ -16,9 +18,35 @@ import numpy as np
 from .errors import IncompatibleBundleError, ItemIndexError
 from .quant import dequantize_rows
 
+TOMBSTONE = ""  # the id of a deleted row
+
+
+def metadata_line(metadata: Dict[str, Any]) -> bytes:
+    return (json.dumps(metadata, sort_keys=True) + "\n").encode()
+
+
+def item_file_bytes(vectors: np.ndarray, scales: np.ndarray, ids: Sequence[str],
+                    metadata: "Sequence[Dict[str, Any]] | Sequence[bytes]", popularity: np.ndarray) -> Dict[str, bytes]:
+    """The item table's files, serialized the one way both the converter and a device applying a delta
+    do it, so a table rebuilt on the device has the bytes (and sha256) the signed manifest expects.
+    ``metadata`` holds one object per row, or rows already serialized by :func:`metadata_line`."""
+    return {"vectors": _npy(np.ascontiguousarray(vectors, dtype=np.int8)),
+            "scales": _npy(np.ascontiguousarray(scales, dtype=np.float32)),
+            "ids": json.dumps(list(ids)).encode(),
+            "metadata": b"".join(m if isinstance(m, bytes) else metadata_line(m) for m in metadata),
+            "popularity": _npy(np.ascontiguousarray(popularity, dtype=np.int32))}
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
 
 class ItemTable:
     CACHE_ROWS = 4096
+
     def __init__(self, vectors: np.ndarray, scales: np.ndarray, ids: Sequence[str], popularity: np.ndarray,
                  metadata_path: Optional[Path] = None) -> None:
         if vectors.dtype != np.int8 or vectors.ndim != 2:
@@ -29,8 +57,9 @@ class ItemTable:
             raise IncompatibleBundleError("popularity list refers to rows outside the item table")
         self.vectors, self.scales = vectors, scales.astype(np.float32)
         self.ids: List[str] = list(ids)
-        self.row_of: Dict[str, int] = {item_id: r for r, item_id in enumerate(self.ids)}
-        if len(self.row_of) != len(self.ids):
+        self.row_of: Dict[str, int] = {item_id: r for r, item_id in enumerate(self.ids) if item_id != TOMBSTONE}
+        self.deleted = np.asarray([r for r, item_id in enumerate(self.ids) if item_id == TOMBSTONE], dtype=np.int64)
+        if len(self.row_of) + len(self.deleted) != len(self.ids):
             raise IncompatibleBundleError("item ids are not unique")
         self.popularity = popularity.astype(np.int64)
         self.metadata_path = metadata_path

@@ -14,8 +14,10 @@ from typing import Any, Dict, List, Optional
 from .errors import IncompatibleBundleError, ManifestError
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2           # 2: index.built_on_device, tombstone rows (empty ids) from delta syncs
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
+LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
@@ -122,11 +124,16 @@ class IndexSpec:
     M: int
     ef_construction: int
     ef_search: int
+    # True when a delta sync made this version: the device grows the previous index itself (hnswlib add /
+    # update / mark_deleted), so its bytes are not in the signed file list; the device records their
+    # hash locally, and the signed golden cases check what it built.
+    built_on_device: bool = False
 
     @classmethod
     def from_dict(cls, d, where="manifest.index"):
         s = cls(*(_field(d, k, t, where) for k, t in (("file", str), ("space", str), ("dim", int), ("count", int),
-                                                      ("M", int), ("ef_construction", int), ("ef_search", int))))
+                                                      ("M", int), ("ef_construction", int), ("ef_search", int))),
+                bool(_field(d, "built_on_device", bool, where, optional=True)))
         if s.space not in ("ip", "cosine", "l2"):
             raise IncompatibleBundleError(f"{where}.space {s.space!r} is not one of ip, cosine, l2")
         if min(s.dim, s.M, s.ef_search) <= 0 or s.count < 0:
@@ -216,7 +223,7 @@ class Manifest:
         if fmt != FORMAT:
             raise IncompatibleBundleError(f"manifest.format is {fmt!r}, not an edge-rec bundle ({FORMAT!r})")
         version = _field(d, "format_version", int, w)
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise IncompatibleBundleError(
                 f"bundle format version {version}; this runtime reads version {FORMAT_VERSION}: "
                 + ("upgrade edge-rec on the device" if version > FORMAT_VERSION else "re-convert the bundle"))
@@ -255,13 +262,18 @@ class Manifest:
 
     def check_consistency(self) -> None:
         """Cross-field checks: every referenced file is listed, and dims and counts agree."""
-        referenced = [self.model.file] + ([self.model.edgetpu_file] if self.model.edgetpu_file else []) + [self.index.file, self.items.vectors, self.items.scales, self.items.ids,
-                      self.items.metadata, self.items.popularity]
+        referenced = ([self.model.file] + ([self.model.edgetpu_file] if self.model.edgetpu_file else [])
+                      + ([] if self.index.built_on_device else [self.index.file])
+                      + [self.items.vectors, self.items.scales, self.items.ids, self.items.metadata, self.items.popularity])
         for name in referenced:
             if name not in self.files:
                 raise ManifestError(f"manifest.files does not list {name!r}, which the manifest uses")
+        if self.index.built_on_device and self.index.file in self.files:
+            raise ManifestError(f"manifest.files lists {self.index.file!r}, which the device builds itself")
+        if self.index.file in (MANIFEST_NAME, LOCAL_NAME) or "/" in self.index.file or self.index.file.startswith("."):
+            raise ManifestError(f"manifest.index.file: {self.index.file!r} is not a plain file name")
         for name in self.files:
-            if "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST_NAME:
+            if "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST_NAME, LOCAL_NAME):
                 raise ManifestError(f"manifest.files: {name!r} is not a plain file name")
         if not (self.model.dim == self.index.dim == self.items.dim):
             raise IncompatibleBundleError(f"dimension mismatch: model {self.model.dim}, index {self.index.dim}, "

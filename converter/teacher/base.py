@@ -28,6 +28,12 @@ class Teacher(abc.ABC):
     def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(len(histories), dim) float32: one query vector per history (item indices, oldest first)."""
 
+    def item_vectors_from_text(self, item_ids: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
+        """(len(item_ids), dim) vectors for items given by id and language-model text vector: new or
+        re-described items a delta publishes, including ones with no interactions (cold start).
+        Teachers without a text path cannot place new items and raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot embed items from text")
+
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(len(histories), n_items) float32 scores of every item for every history."""
         return self.user_vectors(histories) @ self.item_vectors().T

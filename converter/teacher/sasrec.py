@@ -32,6 +32,7 @@ class SASRecConfig:
     blocks: int = 2
     heads: int = 1
     dropout: float = 0.2
+    positions: str = "start"     # "start": position 0 = oldest item in the window; "end": last item = last position
     use_text: bool = True
     learning_rate: float = 1e-3
     batch_size: int = 128
@@ -73,6 +74,8 @@ class SASRecNet(keras.Model):
     def __init__(self, n_items: int, config: SASRecConfig, text_vectors: Optional[np.ndarray] = None) -> None:
         super().__init__()
         c = self.config = config
+        if c.positions not in ("start", "end"):
+            raise ValueError(f"positions must be 'start' or 'end', not {c.positions!r}")
         self.n_items = n_items
         init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.id_emb = keras.layers.Embedding(n_items + 1, c.dim, embeddings_initializer=init)
@@ -107,7 +110,11 @@ class SASRecNet(keras.Model):
         length = tf.shape(seqs)[1]
         valid = tf.cast(seqs > 0, tf.float32)[..., None]
         x = tf.gather(self.item_table(), seqs) * math.sqrt(c.dim)
-        x = x + self.pos_emb(tf.range(c.max_len - length, c.max_len))[None]  # last item = last position
+        if c.positions == "start":  # a prefix of t items has positions 0..t-1, in training and at inference alike
+            pos = tf.maximum(tf.cumsum(tf.cast(seqs > 0, tf.int32), axis=1) - 1, 0)
+            x = x + self.pos_emb(pos)
+        else:
+            x = x + self.pos_emb(tf.range(c.max_len - length, c.max_len))[None]
         x = self.drop(x, training=training) * valid
         causal = tf.linalg.band_part(tf.ones((length, length), tf.bool), -1, 0)
         mask = tf.logical_and(causal[None], (seqs > 0)[:, None, :])
@@ -156,6 +163,19 @@ class SASRecTeacher(Teacher):
     def item_vectors(self) -> np.ndarray:
         return self.net.item_table()[1:].numpy()
 
+    def item_vectors_from_text(self, item_ids: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
+        """Known ids: their learned ID embedding plus the projected new text; new ids: the projected text
+        alone (the ID part of an item never seen in training is untrained, so it is left out)."""
+        if not self.config.use_text:
+            raise NotImplementedError("this teacher was trained without text (--no-text): it cannot embed new items")
+        projected = self.net.text_proj(tf.constant(np.asarray(text_vectors, np.float32))).numpy()
+        row = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        ids_table = self.net.id_emb.embeddings.numpy()
+        known = [(k, row[item_id]) for k, item_id in enumerate(item_ids) if item_id in row]
+        for k, r in known:
+            projected[k] += ids_table[r + 1]
+        return projected
+
     def user_vectors(self, histories: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
         out = [self._hidden(pad_left(histories[s:s + batch_size], self.config.max_len, multiple=25))[:, -1, :].numpy()
                for s in range(0, len(histories), batch_size)]
@@ -203,6 +223,7 @@ class SASRecTeacher(Teacher):
             raise FileNotFoundError(f"no saved teacher at {path} (config.json missing)") from None
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}/config.json: format {meta.get('format')!r}, expected {FORMAT!r}")
+        meta["config"].setdefault("positions", "end")  # teachers saved before the option existed
         config = SASRecConfig.from_dict(meta["config"])
         text = np.zeros((meta["n_items"], meta["text_dim"]), np.float32) if config.use_text else None
         net = SASRecNet(meta["n_items"], config, text)

@@ -1,0 +1,206 @@
+"""Publish a channel: static files devices pull (``channel.json``, deltas, a snapshot), all signed.
+
+``publish_bundle`` starts a channel or ships a new full version (e.g. a new model); ``publish_changes``
+turns a catalog change set into a delta N -> N+1 plus a snapshot of N+1. Version N+1 is computed with
+the runtime's own :func:`edge_rec.delta.build_version`, the function a device runs to apply the delta,
+and its golden cases come from the runtime running on that result.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from edge_rec.atomic import atomic_write_bytes
+from edge_rec.bundle import Bundle, sha256_file, write_local_record
+from edge_rec.channel import CHANNEL_NAME, Artifact, ChannelManifest
+from edge_rec.delta import Delta, ItemChanges, build_version, write_delta
+from edge_rec.errors import BundleError
+from edge_rec.manifest import MANIFEST_NAME, FileEntry, Manifest
+from edge_rec.pack import read_pack, write_pack
+from edge_rec.quant import quantize_rows
+from edge_rec.recommender import EdgeRecommender
+from edge_rec.signing import load_private_key, sign
+
+from .bundle import golden_cases
+
+MAX_DELTAS = 30  # deltas kept in the channel; devices further behind take the snapshot
+PathLike = Union[str, Path]
+
+
+class PublishError(Exception):
+    """The channel or the input cannot be published as asked."""
+
+
+def _keys(private_keys: Union[PathLike, Sequence[PathLike]]):
+    paths = [private_keys] if isinstance(private_keys, (str, Path)) else list(private_keys)
+    return [load_private_key(p) for p in paths]
+
+
+def _signed(manifest: Manifest, keys) -> bytes:
+    manifest.signatures = [sign(manifest.canonical_bytes(), k) for k in keys]
+    return manifest.to_json()
+
+
+def _atomic_pack(path: Path, kind: str, meta: Dict[str, Any], sections: Dict[str, bytes]) -> "tuple[str, int]":
+    """Write a pack under a temporary name, then rename it into place; returns its (sha256, size)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_pack(tmp, kind, meta, sections)
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def read_channel(channel: PathLike) -> Optional[ChannelManifest]:
+    file = Path(channel) / CHANNEL_NAME
+    return ChannelManifest.from_bytes(file.read_bytes()) if file.is_file() else None
+
+
+def _write_snapshot(channel: Path, bundle_dir: Path, manifest_bytes: bytes, version: int) -> Artifact:
+    """Pack a complete bundle directory (with the given signed manifest) as ``snapshots/v<N>.pack``."""
+    manifest = Manifest.from_bytes(manifest_bytes)
+    sections = {name: (bundle_dir / name).read_bytes() for name in sorted(manifest.files)}
+    sections[MANIFEST_NAME] = manifest_bytes
+    rel = f"snapshots/v{version}.pack"
+    digest, size = _atomic_pack(channel / rel, "snapshot", {"version": version}, sections)
+    return Artifact(rel, digest, size, version)
+
+
+def _write_channel(channel: Path, name: str, version: int, snapshot: Artifact, deltas: List[Artifact], keys,
+                   expires_days: float) -> ChannelManifest:
+    now = int(time.time())
+    m = ChannelManifest(channel=name, version=version, issued=now, expires=now + int(expires_days * 86400),
+                        snapshot=snapshot, deltas=deltas[-MAX_DELTAS:])
+    m.signatures = [sign(m.canonical_bytes(), k) for k in keys]
+    atomic_write_bytes(channel / CHANNEL_NAME, m.to_json())
+    keep = {snapshot.file} | {d.file for d in m.deltas}
+    for sub in ("snapshots", "deltas"):
+        for f in (channel / sub).glob("*.pack") if (channel / sub).is_dir() else []:
+            if f"{sub}/{f.name}" not in keep:
+                f.unlink()
+    return m
+
+
+def publish_bundle(channel: PathLike, bundle_dir: PathLike, private_keys, name: Optional[str] = None,
+                   expires_days: float = 7.0) -> ChannelManifest:
+    """Ship ``bundle_dir`` as the channel's next version (a snapshot; the delta chain restarts)."""
+    channel, bundle_dir = Path(channel), Path(bundle_dir)
+    keys = _keys(private_keys)
+    current = read_channel(channel)
+    bundle = Bundle.open(bundle_dir, [k.public_key() for k in keys])
+    manifest = copy.deepcopy(bundle.manifest)
+    manifest.bundle_version = (current.version + 1) if current else max(1, manifest.bundle_version)
+    snapshot = _write_snapshot(channel, bundle_dir, _signed(manifest, keys), manifest.bundle_version)
+    return _write_channel(channel, name or (current.channel if current else bundle_dir.name), manifest.bundle_version,
+                          snapshot, [], keys, expires_days)
+
+
+def unpack_snapshot(channel: Path, artifact: Artifact, out: Path) -> None:
+    pack = read_pack(channel / artifact.file, "snapshot")
+    for name in pack.sections:
+        with open(out / name, "wb") as f:
+            pack.copy_to(name, f)
+
+
+def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expires_days: float = 7.0) -> ChannelManifest:
+    """Publish ``changes`` as version N+1: the delta N -> N+1, a snapshot of N+1, and a new channel.json."""
+    channel = Path(channel)
+    keys = _keys(private_keys)
+    current = read_channel(channel)
+    if current is None:
+        raise PublishError(f"{channel} has no {CHANNEL_NAME}: start it with a bundle (edge-rec publish --bundle)")
+    with tempfile.TemporaryDirectory(dir=channel) as tmp:
+        base_dir, stage = Path(tmp) / "base", Path(tmp) / "next"
+        base_dir.mkdir()
+        stage.mkdir()
+        unpack_snapshot(channel, current.snapshot, base_dir)
+        base = Bundle.open(base_dir, [k.public_key() for k in keys])
+        m = base.manifest
+        names = {"vectors": m.items.vectors, "scales": m.items.scales, "ids": m.items.ids,
+                 "metadata": m.items.metadata, "popularity": m.items.popularity}
+        built = build_version(base, changes, stage, names)
+        target = copy.deepcopy(m)
+        target.bundle_version = m.bundle_version + 1
+        target.created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        target.items.count = target.index.count = built.count
+        target.index.built_on_device = True
+        target.files = dict(built.files)
+        target.info = dict(m.info, parent_version=m.bundle_version, changes={
+            "upserted": len(changes.upsert_ids), "deleted": len(changes.delete_ids)})
+        write_local_record(stage, target)
+        rec = EdgeRecommender(Bundle(stage, target, signers=[]))
+        target.golden = golden_cases(rec, [rec.items.rows(g.history, strict=False) for g in m.golden])
+        delta_manifest = _signed(target, keys)
+        rel = f"deltas/v{m.bundle_version}-v{target.bundle_version}.pack"
+        tmp_delta = Path(tmp) / "delta.pack"
+        write_delta(tmp_delta, Delta(m.bundle_version, target.bundle_version, sha256_file(base_dir / MANIFEST_NAME)[0],
+                                     changes, delta_manifest))
+        (channel / "deltas").mkdir(exist_ok=True)
+        os.replace(tmp_delta, channel / rel)
+        digest, size = sha256_file(channel / rel)
+        delta_artifact = Artifact(rel, digest, size, target.bundle_version, m.bundle_version)
+        full = copy.deepcopy(target)  # the snapshot ships the index itself, so it is listed and hashed
+        full.index.built_on_device = False
+        full.files[full.index.file] = FileEntry(*sha256_file(stage / full.index.file))
+        snapshot = _write_snapshot(channel, stage, _signed(full, keys), full.bundle_version)
+    return _write_channel(channel, current.channel, target.bundle_version, snapshot,
+                          current.deltas + [delta_artifact], keys, expires_days)
+
+
+def changes_from_vectors(upserts: Dict[str, np.ndarray], metadata: Dict[str, Dict[str, Any]],
+                         deletes: Sequence[str] = ()) -> ItemChanges:
+    """ItemChanges from float item vectors (in the bundle's item space) and metadata, by item id."""
+    ids = list(upserts)
+    vectors = np.stack([upserts[i] for i in ids]) if ids else np.zeros((0, 0), np.float32)
+    q, scales = quantize_rows(vectors) if ids else (np.zeros((0, 0), np.int8), np.zeros(0, np.float32))
+    return ItemChanges(ids, [metadata.get(i, {}) for i in ids], q, scales, list(deletes))
+
+
+def read_change_set(path: PathLike) -> "tuple[list, list]":
+    """A change set file: ``{"upsert": [{"id": ..., "title": ..., "year": ..., "genres": [...]}, ...],
+    "delete": [ids]}``. Returns (upserted items as dicts, deleted ids)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise PublishError(f"cannot read the change set {path}: {e}") from None
+    upsert, delete = raw.get("upsert", []), raw.get("delete", []) if isinstance(raw, dict) else (None, None)
+    if not isinstance(upsert, list) or not isinstance(delete, list):
+        raise PublishError(f"{path}: expected an object with lists 'upsert' and 'delete'")
+    for i, item in enumerate(upsert):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), (str, int)) or str(item["id"]) == "":
+            raise PublishError(f"{path}: upsert[{i}] needs an 'id'")
+    return upsert, [str(d) for d in delete]
+
+
+def changes_from_catalog(change_file: PathLike, teacher, encoder, dim: int) -> ItemChanges:
+    """Embed a change set's items with the teacher (ID embedding + text for known items, text alone for
+    new ones: cold start) and quantize them like the bundle's item table."""
+    from .data import Item
+    upsert, delete = read_change_set(change_file)
+    items = [Item(str(u["id"]), str(u.get("title", "")), u.get("year"), tuple(u.get("genres", ())),
+                  {k: str(v) for k, v in u.items() if k not in ("id", "title", "year", "genres")}) for u in upsert]
+    vectors = teacher.item_vectors_from_text([it.id for it in items], encoder.encode([it.text() for it in items])) \
+        if items else np.zeros((0, dim), np.float32)
+    if items and vectors.shape[1] != dim:
+        raise PublishError(f"the teacher's item space has dimension {vectors.shape[1]}, the channel's bundle {dim}")
+    meta = {it.id: {"title": it.title, "year": it.year, "genres": list(it.genres), **dict(it.extra)} for it in items}
+    return changes_from_vectors({it.id: v for it, v in zip(items, vectors)}, meta, delete)
+
+
+def channel_bundle_dim(channel: PathLike) -> int:
+    current = read_channel(channel)
+    if current is None:
+        raise PublishError(f"{channel} has no {CHANNEL_NAME}")
+    pack = read_pack(Path(channel) / current.snapshot.file, "snapshot")
+    try:
+        return Manifest.from_bytes(pack.read(MANIFEST_NAME)).items.dim
+    except BundleError as e:
+        raise PublishError(f"the channel's snapshot is unreadable: {e}") from None
+

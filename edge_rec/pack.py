@@ -1,0 +1,135 @@
+"""The pack: one file holding a JSON header and named binary sections (deltas and snapshots travel as packs).
+
+Layout: ``MAGIC`` (8 bytes), header length (uint32 little-endian), the header (UTF-8 JSON object with
+``kind``, ``meta`` and ``sections``: name, size and sha256 of each), then the sections' bytes in header
+order. The file's length must be exactly what the header adds up to, and each section's hash is checked
+when it is read, so a damaged or crafted pack gets a :class:`PackError`, never a crash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Union
+
+from .errors import EdgeRecError
+
+MAGIC = b"ERPACK1\n"
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+CHUNK = 1 << 20
+
+
+class PackError(EdgeRecError):
+    """A pack file is truncated, malformed, or a section's bytes do not match its hash."""
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    offset: int
+    size: int
+    sha256: str
+
+
+@dataclass
+class Pack:
+    """A parsed pack header; section bytes are read (and hash-checked) on demand from ``path``."""
+
+    path: Path
+    kind: str
+    meta: Dict[str, Any]
+    sections: Dict[str, Section]
+
+    def read(self, name: str) -> bytes:
+        s = self._section(name)
+        with open(self.path, "rb") as f:
+            f.seek(s.offset)
+            data = f.read(s.size)
+        if len(data) != s.size or hashlib.sha256(data).hexdigest() != s.sha256:
+            raise PackError(f"{self.path.name}: section {name!r} is damaged (size or sha256 differs from its header)")
+        return data
+
+    def copy_to(self, name: str, out: BinaryIO) -> None:
+        """Stream a section into ``out`` (for large files), checking its hash."""
+        s = self._section(name)
+        h, left = hashlib.sha256(), s.size
+        with open(self.path, "rb") as f:
+            f.seek(s.offset)
+            while left:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                h.update(chunk)
+                out.write(chunk)
+                left -= len(chunk)
+        if left or h.hexdigest() != s.sha256:
+            raise PackError(f"{self.path.name}: section {name!r} is damaged (size or sha256 differs from its header)")
+
+    def _section(self, name: str) -> Section:
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise PackError(f"{self.path.name} has no section {name!r}") from None
+
+
+def write_pack(path: Union[str, Path], kind: str, meta: Mapping[str, Any], sections: Mapping[str, bytes]) -> None:
+    """Write a pack to ``path`` (callers make it atomic by writing to a temporary name and renaming)."""
+    entries = [{"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in sections.items()]
+    header = json.dumps({"kind": kind, "meta": meta, "sections": entries}, sort_keys=True,
+                        separators=(",", ":"), allow_nan=False).encode("utf-8")
+    with open(path, "wb") as f:
+        f.write(MAGIC + struct.pack("<I", len(header)) + header)
+        for data in sections.values():
+            f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_pack(path: Union[str, Path], kind: str) -> Pack:
+    """Parse and check a pack's header: magic, lengths, section table, and that the file ends where it should."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + 4)
+            if len(head) < len(MAGIC) + 4 or head[:len(MAGIC)] != MAGIC:
+                raise PackError(f"{path.name} is not an edge-rec pack (bad magic or too short)")
+            (length,) = struct.unpack("<I", head[len(MAGIC):])
+            if length > MAX_HEADER_BYTES or len(MAGIC) + 4 + length > size:
+                raise PackError(f"{path.name}: header length {length} does not fit the file ({size} bytes)")
+            raw = f.read(length)
+    except OSError as e:
+        raise PackError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise PackError(f"{path.name}: header is not UTF-8 JSON ({type(e).__name__})") from None
+    if not isinstance(header, dict) or header.get("kind") != kind:
+        got = header.get("kind") if isinstance(header, dict) else type(header).__name__
+        raise PackError(f"{path.name}: expected a {kind!r} pack, got {got!r}")
+    meta, table = header.get("meta"), header.get("sections")
+    if not isinstance(meta, dict) or not isinstance(table, list):
+        raise PackError(f"{path.name}: header needs an object 'meta' and a list 'sections'")
+    sections: Dict[str, Section] = {}
+    offset = len(MAGIC) + 4 + length
+    for i, entry in enumerate(_entries(table, path.name)):
+        name, n, sha = entry
+        if name in sections:
+            raise PackError(f"{path.name}: section {name!r} appears twice")
+        sections[name] = Section(name, offset, n, sha)
+        offset += n
+    if offset != size:
+        raise PackError(f"{path.name}: the header accounts for {offset} bytes, the file has {size}")
+    return Pack(path, kind, meta, sections)
+
+
+def _entries(table: List[Any], where: str) -> Iterator["tuple[str, int, str]"]:
+    for i, e in enumerate(table):
+        ok = (isinstance(e, dict) and isinstance(e.get("name"), str) and type(e.get("size")) is int
+              and e["size"] >= 0 and isinstance(e.get("sha256"), str) and len(e["sha256"]) == 64)
+        if not ok:
+            raise PackError(f"{where}: section entry {i} needs a string name, a size >= 0 and a sha256")
+        yield e["name"], e["size"], e["sha256"]

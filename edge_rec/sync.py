@@ -1,0 +1,278 @@
+"""Pull updates from a channel: verify, download, apply to a staging copy, validate, switch atomically.
+
+The client implements a TUF-style subset: pinned keys with a signature threshold, a channel version
+that only moves forward (persisted), expiry checked against max(system clock, newest trusted signing
+time), size caps and deadlines on every download, resumable downloads checked against signed hashes,
+deltas that apply only to their base, validation (load + golden cases) before the switch, and
+automatic rollback when a switched-to version fails its health check.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+from . import failpoints
+from .bundle import Bundle, sha256_file
+from .channel import CHANNEL_NAME, MAX_CHANNEL_BYTES, Artifact, ChannelManifest
+from .delta import apply_delta, read_delta
+from .errors import EdgeRecError
+from .manifest import Manifest
+from .pack import read_pack
+from .signing import KeyLike, load_public_key, verify
+from .state import DeviceState, State
+
+CHUNK = 64 * 1024
+
+
+class SyncError(EdgeRecError):
+    """A sync step failed; the device stays on the version it had."""
+
+
+class DownloadError(SyncError):
+    """A download failed, exceeded its cap or deadline, or its bytes do not match the signed hash."""
+
+
+class StaleChannel(SyncError):
+    """The channel manifest has expired: the device keeps what it has and reports 'stale'."""
+
+
+@dataclass
+class Limits:
+    """Bounds on every network operation."""
+
+    connect_timeout: float = 10.0     # seconds for the connection and each read
+    min_rate: float = 16 * 1024       # bytes per second a download must average ...
+    grace: float = 30.0               # ... after this many seconds (the deadline is grace + size / min_rate)
+    max_file_bytes: int = 2 * 1024 ** 3
+    attempts: int = 3                 # tries per file (each resumes what the last one got)
+
+
+@dataclass
+class SyncStatus:
+    state: str            # "updated", "current", "stale", "rejected", "failed", "rolled-back"
+    version: Optional[int]
+    message: str
+
+    def line(self) -> str:
+        return f"[{self.state}] version {self.version if self.version is not None else '-'}: {self.message}"
+
+
+def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Optional[str] = None,
+           exact: bool = True) -> None:
+    """Download ``url`` into ``out`` (appending to a partial file with a Range request), never more than
+    ``size`` bytes, within the deadline; check the sha256 if given. With ``exact=False`` ``size`` is only
+    a cap (for the channel manifest, whose length nothing signed announces)."""
+    deadline = time.monotonic() + limits.grace + size / limits.min_rate
+    have = out.stat().st_size if out.exists() and exact else 0
+    if have > size:
+        out.unlink()
+        have = 0
+    if have < size or size == 0 or not exact:
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=limits.connect_timeout)
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:  # our partial file is not a prefix the server knows: start over
+                out.unlink()
+            raise DownloadError(f"{url}: HTTP {e.code}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise DownloadError(f"{url}: {getattr(e, 'reason', e)}") from None
+        with resp:
+            mode = "ab"
+            if have and resp.status == 206:
+                total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+                if total != str(size) or not (resp.headers.get("Content-Range") or "").startswith(f"bytes {have}-"):
+                    out.unlink()  # the file changed on the server or the range is not ours: restart cleanly
+                    raise DownloadError(f"{url}: the server's length or range changed; restarting the download")
+            elif have:
+                mode, have = "wb", 0  # the server ignored Range: take the whole body from the start
+            declared = resp.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and have + int(declared) > size:
+                raise DownloadError(f"{url}: the server announces {have + int(declared)} bytes, the signed length is {size}")
+            with open(out, mode if exact else "wb") as f:
+                while True:
+                    if time.monotonic() > deadline:
+                        raise DownloadError(f"{url}: too slow, gave up after {limits.grace + size / limits.min_rate:.0f} s "
+                                            f"with {have} of {size} bytes (kept for resuming)")
+                    try:
+                        chunk = resp.read1(CHUNK)
+                    except (OSError, ValueError) as e:
+                        raise DownloadError(f"{url}: connection lost after {have} of {size} bytes ({e}); will resume") from None
+                    if not chunk:
+                        break
+                    if have + len(chunk) > size:
+                        f.truncate(0)
+                        raise DownloadError(f"{url}: the body is longer than the {'signed' if exact else 'allowed'} "
+                                            f"{size} bytes; aborted at the cap")
+                    f.write(chunk)
+                    have += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+    if have != size and exact:
+        raise DownloadError(f"{url}: got {have} of {size} bytes; will resume")
+    if expected_sha256 is not None:
+        digest, _ = sha256_file(out)
+        if digest != expected_sha256:
+            out.unlink()
+            raise DownloadError(f"{url}: sha256 {digest[:12]}... differs from the signed {expected_sha256[:12]}...")
+
+
+def check_version(path: Path, keys: Sequence[KeyLike], threshold: int) -> Bundle:
+    """The health check a version must pass to be (or stay) current: verified bundle, a model that gives
+    finite answers, and every golden case reproduced."""
+    from .recommender import EdgeRecommender
+    bundle = Bundle.open(path, keys, threshold)
+    rec = EdgeRecommender(bundle)
+    result = rec.check_golden(tolerant=bundle.manifest.index.built_on_device)
+    if not result.passed:
+        raise SyncError(f"version {bundle.manifest.bundle_version} fails its golden cases "
+                        f"({result.top_identical}/{result.cases} identical, min query cosine {result.min_cosine:.4f})")
+    return bundle
+
+
+class SyncClient:
+    """Keeps the state directory ``root`` in step with the channel at ``url``."""
+
+    def __init__(self, root: Union[str, Path], url: str, keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1,
+                 limits: Optional[Limits] = None, clock: Callable[[], float] = time.time) -> None:
+        self.device = DeviceState(root)
+        self.url = url.rstrip("/")
+        self.keys = [keys] if isinstance(keys, (str, bytes, Path)) or not isinstance(keys, Iterable) else list(keys)
+        self.keys = [load_public_key(k) for k in self.keys]
+        self.threshold, self.limits, self.clock = threshold, limits or Limits(), clock
+
+    def sync_once(self, log: Callable[[str], None] = lambda s: None) -> SyncStatus:
+        """One pull. Never raises for network or content problems: they become the returned status."""
+        self.device.recover()
+        try:
+            channel = self._channel()
+            return self._update(channel, log)
+        except StaleChannel as e:
+            return SyncStatus("stale", self.device.state.current, str(e))
+        except SyncError as e:
+            return SyncStatus("failed" if isinstance(e, DownloadError) else "rejected", self.device.state.current, str(e))
+        except EdgeRecError as e:
+            return SyncStatus("rejected", self.device.state.current, f"{type(e).__name__}: {e}")
+        except OSError as e:  # e.g. a full disk: drop what was half done, stay on the current version
+            try:
+                self.device.cleanup()
+            except OSError:
+                pass
+            return SyncStatus("failed", self.device.state.current, f"I/O error: {e}")
+
+    def _channel(self) -> ChannelManifest:
+        part = self.device.downloads / f"{CHANNEL_NAME}.part"
+        part.unlink(missing_ok=True)
+        try:
+            _fetch(f"{self.url}/{CHANNEL_NAME}", part, MAX_CHANNEL_BYTES, self.limits, exact=False)
+            data = part.read_bytes()
+        finally:
+            part.unlink(missing_ok=True)
+        failpoints.reached("verify")
+        channel = ChannelManifest.from_bytes(data)
+        verify(channel.signed_payload, channel.signatures, self.keys, self.threshold)
+        s = self.device.state
+        if s.channel is not None and channel.channel != s.channel:
+            raise SyncError(f"the server offers channel {channel.channel!r}, this device follows {s.channel!r}")
+        if channel.version < s.channel_version:
+            raise SyncError(f"the channel offers version {channel.version}, older than version {s.channel_version} "
+                            "this device already trusted (rollback or replay); ignored")
+        now = max(self.clock(), s.trusted_time)
+        if channel.expires <= now:
+            raise StaleChannel(f"the channel manifest expired at {_utc(channel.expires)} (device time {_utc(now)}); "
+                               "the server may be frozen or replayed: nothing installed")
+        self.device.save(State(s.current, s.previous, channel.channel, max(s.channel_version, channel.version),
+                               max(s.trusted_time, channel.issued), s.bad_versions))
+        return channel
+
+    def _update(self, channel: ChannelManifest, log: Callable[[str], None]) -> SyncStatus:
+        s = self.device.state
+        if s.current is not None and channel.version <= s.current:
+            self.device.clear_downloads()  # e.g. left behind when a crash came right after a switch
+            return SyncStatus("current", s.current, f"up to date (channel version {channel.version})")
+        if channel.version in s.bad_versions:
+            return SyncStatus("failed", s.current, f"version {channel.version} failed its health check before; "
+                              "waiting for a newer one")
+        chain = channel.chain(s.current) if s.current is not None else None
+        if chain is None or sum(d.size for d in chain) >= channel.snapshot.size:
+            log(f"snapshot of version {channel.version} ({channel.snapshot.size} bytes)")
+            self._install_snapshot(channel.snapshot)
+        else:
+            for step in chain:
+                log(f"delta {step.from_version} -> {step.to_version} ({step.size} bytes)")
+                self._install_delta(step)
+        return self._health_check_current(channel.version)
+
+    def _download(self, artifact: Artifact) -> Path:
+        if artifact.size > self.limits.max_file_bytes:
+            raise DownloadError(f"{artifact.file} is {artifact.size} bytes, over this device's cap of "
+                                f"{self.limits.max_file_bytes}")
+        out = self.device.downloads / f"{artifact.sha256}.part"
+        last: Optional[DownloadError] = None
+        for _ in range(self.limits.attempts):
+            try:
+                _fetch(f"{self.url}/{artifact.file}", out, artifact.size, self.limits, artifact.sha256)
+                failpoints.reached("download")
+                return out
+            except DownloadError as e:
+                last = e
+        assert last is not None
+        raise last
+
+    def _install_snapshot(self, artifact: Artifact) -> None:
+        file = self._download(artifact)
+        stage = self.device.staging(artifact.to_version)
+        pack = read_pack(file, "snapshot")
+        for name in pack.sections:
+            if "/" in name or name.startswith(".") or name in ("", CHANNEL_NAME):
+                raise SyncError(f"snapshot {artifact.file} holds a file named {name!r}")
+            with open(stage / name, "wb") as f:
+                pack.copy_to(name, f)
+        self._validate_and_switch(stage, artifact.to_version)
+        file.unlink(missing_ok=True)
+
+    def _install_delta(self, artifact: Artifact) -> None:
+        file = self._download(artifact)
+        delta = read_delta(file)
+        base = Bundle.open(self.device.current_dir(), self.keys, self.threshold)
+        target = Manifest.from_bytes(delta.manifest)
+        verify(target.signed_payload, target.signatures, self.keys, self.threshold)
+        if delta.to_version != artifact.to_version:
+            raise SyncError(f"{artifact.file} holds version {delta.to_version}, the channel says {artifact.to_version}")
+        stage = self.device.staging(artifact.to_version)
+        apply_delta(base, delta, stage, target)
+        self._validate_and_switch(stage, artifact.to_version)
+        file.unlink(missing_ok=True)
+
+    def _validate_and_switch(self, stage: Path, version: int) -> None:
+        try:
+            bundle = check_version(stage, self.keys, self.threshold)
+            if bundle.manifest.bundle_version != version:
+                raise SyncError(f"the files for version {version} hold version {bundle.manifest.bundle_version}")
+        except EdgeRecError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            bad = self.device.state
+            self.device.save(State(bad.current, bad.previous, bad.channel, bad.channel_version, bad.trusted_time,
+                                   sorted(set(bad.bad_versions) | {version})))
+            raise SyncError(f"version {version} rejected before install: {e}") from None
+        self.device.install(stage, version)
+
+    def _health_check_current(self, version: int) -> SyncStatus:
+        current = self.device.current_dir()
+        try:
+            check_version(current, self.keys, self.threshold)
+        except EdgeRecError as e:
+            back = self.device.rollback(str(e))
+            return SyncStatus("rolled-back", back, f"version {version} failed its health check after the switch ({e}); "
+                              f"rolled back to version {back}")
+        return SyncStatus("updated", self.device.state.current, f"installed version {self.device.state.current}")
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
