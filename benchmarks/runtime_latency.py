@@ -134,7 +134,7 @@ def main() -> int:
     args = p.parse_args()
     from synthetic import grow_bundle
 
-    from edge_rec.recommender import EdgeRecommender
+    from edge_rec.bundle import read_manifest
     bundle, key = Path(args.bundle), Path(args.key)
     pub = key.with_suffix(".pub")
     out = Path(args.out)
@@ -152,7 +152,7 @@ def main() -> int:
                                    "recall@10": choice.recall, "build_s": time.time() - t,
                                    "how": "real item vectors + Gaussian noise with 0.25x the real covariance, rescaled to "
                                           "the base item's norm (benchmarks/synthetic.py)"}
-        for name, path in ((f"{len(rec.items)} items (real)", bundle), (f"{args.items} items (grown)", grown)):
+        for name, path in ((f"{read_manifest(bundle).items.count} items (real)", bundle), (f"{args.items} items (grown)", grown)):
             r = {"files_mb": sum(f.stat().st_size for f in path.iterdir()) / 1e6}
             r["import+open"] = import_and_open(path, pub, args.open_runs)
             r["no filter"] = recommend_latency(path, pub, timed, args.queries)

@@ -138,6 +138,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from .publish import changes_from_catalog, channel_bundle_dim, publish_bundle, publish_changes
+    if bool(args.bundle) == bool(args.changes):
+        raise ValueError("give exactly one of --bundle (a new full version) or --changes (a catalog change set)")
+    if args.bundle:
+        m = publish_bundle(args.channel, args.bundle, args.key, args.name, args.expires_days)
+        print(f"channel {m.channel}: version {m.version} published as a snapshot ({m.snapshot.size:,} bytes)")
+        return 0
+    from .teacher import SASRecTeacher
+    from .text import TextEncoder
+    teacher = SASRecTeacher.load(args.teacher)
+    encoder = TextEncoder(cache_dir=Path(args.teacher).parent / "cache")
+    changes = changes_from_catalog(args.changes, teacher, encoder, channel_bundle_dim(args.channel))
+    m = publish_changes(args.channel, changes, args.key, args.expires_days)
+    d = m.deltas[-1]
+    print(f"channel {m.channel}: version {m.version}: {len(changes.upsert_ids)} upserted, {len(changes.delete_ids)} "
+          f"deleted; delta {d.size:,} bytes, snapshot {m.snapshot.size:,} bytes ({100 * d.size / m.snapshot.size:.2f}%)")
+    return 0
+
+
 def register(sub) -> None:
     """Add the converter's subcommands to the ``edge-rec`` parser."""
     common = argparse.ArgumentParser(add_help=False)
@@ -164,6 +184,17 @@ def register(sub) -> None:
     p.add_argument("--teacher", metavar="DIR", help="a saved teacher to convert (default: <artifacts>/teacher, "
                                                     "trained if missing)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("publish", help="publish a new version to a channel: a bundle (snapshot) or a catalog change set (delta)")
+    p.add_argument("channel", help="channel directory (created if missing)")
+    p.add_argument("--bundle", metavar="DIR", help="a bundle to ship as the next full version")
+    p.add_argument("--changes", metavar="FILE", help='change set JSON: {"upsert": [{"id", "title", "year", "genres"}], "delete": [ids]}')
+    p.add_argument("--teacher", metavar="DIR", default="artifacts/ml-1m/teacher",
+                   help="the teacher that embeds upserted items (default artifacts/ml-1m/teacher)")
+    p.add_argument("--key", required=True, action="append", help="private signing key (repeatable for thresholds)")
+    p.add_argument("--name", help="channel name (default: the bundle directory's name)")
+    p.add_argument("--expires-days", type=float, default=7.0, help="days until devices call the channel stale (default 7)")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("demo", parents=[common], help="data -> teacher -> metrics -> bundle, end to end")
     _data_args(p)

@@ -129,6 +129,33 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import make_server
+    server = make_server(args.channel, args.host, args.port, verbose=not args.quiet)
+    print(f"serving channel {args.channel} at http://{args.host}:{server.server_address[1]}/ (development server; "
+          "in production any static file host serves a channel) - Ctrl-C stops")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import random
+    import time
+
+    from .sync import Limits, SyncClient
+    client = SyncClient(args.state, args.url, args.key, args.threshold,
+                        Limits(connect_timeout=args.timeout, max_file_bytes=int(args.max_mb * 1024 * 1024)))
+    while True:
+        status = client.sync_once(log=lambda line: print(f"  {line}", flush=True))
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {status.line()}", flush=True)
+        if not args.every:
+            return {"updated": 0, "current": 0, "stale": 4, "rolled-back": 5}.get(status.state, 3)
+        time.sleep(args.every * (1 + random.uniform(-args.jitter, args.jitter)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-rec", description="On-device recommendation: convert, ship, run.")
     parser.add_argument("--version", action="version", version=f"edge-rec {__version__}")
@@ -170,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="view")
     p.add_argument("-n", type=int, default=50, help="how many to show")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("serve", help="serve a channel directory over HTTP for development (Range, ETag)")
+    p.add_argument("channel", help="channel directory (written by edge-rec publish)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--quiet", action="store_true", help="do not log requests")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("sync", help="pull the channel's latest version into a device state directory")
+    p.add_argument("--state", required=True, metavar="DIR", help="the device's state directory")
+    p.add_argument("--url", required=True, help="the channel's base URL")
+    p.add_argument("--key", required=True, action="append", help="a pinned public key (repeatable)")
+    p.add_argument("--threshold", type=int, default=1, help="distinct trusted signatures required (default 1)")
+    p.add_argument("--every", type=float, metavar="SECONDS", help="keep syncing at this period (default: once)")
+    p.add_argument("--jitter", type=float, default=0.2, help="random fraction added to the period (default 0.2)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for a connection or read (default 10)")
+    p.add_argument("--max-mb", type=float, default=2048, help="largest file this device downloads (default 2048)")
+    p.set_defaults(func=cmd_sync)
     for ep in _entry_points():
         ep.load()(sub)
     return parser

@@ -61,3 +61,46 @@ def test_clear_errors_for_bad_input(tmp_path):
     assert r.returncode == 1 and "log.csv, line 2" in r.stderr
     r = edge_rec("eval", "--interactions", tmp_path / "log.csv")
     assert r.returncode == 1 and "both --interactions and --items" in r.stderr
+
+
+def test_publish_serve_sync_with_a_cold_start_item(demo_run, tmp_path):
+    """A new item with text only (no interactions) is embedded by the teacher, published as a delta,
+    served over HTTP by `edge-rec serve`, pulled by `edge-rec sync`, and found by `edge-rec similar`."""
+    import socket
+    import time
+    art, _, first = demo_run
+    assert first.returncode == 0
+    key = next(art.parent.glob("**/keys/edge-rec.key"))
+    pub = key.with_suffix(".pub")
+    channel, device = tmp_path / "channel", tmp_path / "device"
+    r = edge_rec("publish", channel, "--bundle", art / "bundle", "--key", key, "--name", "slice")
+    assert r.returncode == 0 and "version 1 published" in r.stdout, r.stderr[-2000:]
+    gone = json.loads((art / "bundle" / "item_ids.json").read_text())[0]
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps({"upsert": [{"id": "cold-1", "title": "A Brand New Space Comedy", "year": 2026,
+                                               "genres": ["Comedy", "Sci-Fi"]}], "delete": [gone]}))
+    r = edge_rec("publish", channel, "--changes", changes, "--teacher", art / "teacher", "--key", key)
+    assert r.returncode == 0 and "1 upserted, 1 deleted" in r.stdout, r.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "edge_rec.cli", "serve", str(channel), "--port", str(port), "--quiet"])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        r = edge_rec("sync", "--state", device, "--url", f"http://127.0.0.1:{port}", "--key", pub)
+        assert r.returncode == 0 and "[updated] version 2" in r.stdout, r.stdout + r.stderr[-2000:]
+        r = edge_rec("sync", "--state", device, "--url", f"http://127.0.0.1:{port}", "--key", pub)
+        assert r.returncode == 0 and "[current]" in r.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    r = edge_rec("similar", device / "versions" / "2", "cold-1", "--key", pub, "-k", "5", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(json.loads(r.stdout)) == 5
+    r = edge_rec("similar", device / "versions" / "2", gone, "--key", pub)
+    assert r.returncode == 1 and "unknown item id" in r.stderr

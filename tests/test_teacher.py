@@ -59,6 +59,11 @@ def test_text_fusion_and_load_errors(tmp_path):
     assert teacher.item_vectors().shape == (N_ITEMS, 8)
     teacher.save(tmp_path / "t")
     np.testing.assert_allclose(SASRecTeacher.load(tmp_path / "t").item_vectors(), teacher.item_vectors(), atol=1e-6)
+    # known items keep their ID embedding plus the text; a new (cold-start) item gets its text alone
+    ids = [data.items[3].id, "never-seen"]
+    cold = teacher.item_vectors_from_text(ids, text[[3, 4]])
+    np.testing.assert_allclose(cold[0], teacher.item_vectors()[3], atol=1e-5)
+    np.testing.assert_allclose(cold[1], teacher.item_vectors()[4] - teacher.net.id_emb.embeddings.numpy()[5], atol=1e-5)
     with pytest.raises(ValueError, match="text vectors cover"):
         train_sasrec(split, [it.id for it in data.items], text[:5], config)
     with pytest.raises(FileNotFoundError, match="no saved teacher"):

@@ -1,0 +1,125 @@
+"""Delta sync cost on a 100k-item catalog: bytes on the wire (delta vs snapshot) and time to apply.
+
+The catalog is the real bundle grown to 100k items (benchmarks/synthetic.py: real vectors + covariance-
+shaped noise, rescaled to the base item's norm). The change touches 1% of items: half re-embedded
+(vectors moved by noise of the same kind), 30% new, 20% deleted. Apply time is the device's
+apply_delta (rebuild the item table, grow the index, write, hash-check) alone, median of several runs,
+and a whole sync over loopback HTTP (download, verify, apply, golden check, switch).
+
+    python benchmarks/delta_sync.py --bundle artifacts/ml-1m/bundle --key artifacts/keys/edge-rec.key
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--key", required=True, help="private key; its .pub verifies")
+    p.add_argument("--data", help="MovieLens-1M folder (real histories to tune the grown index)")
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--changed", type=float, default=0.01, help="fraction of the catalog a delta changes")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--out", default=str(HERE / "results"))
+    args = p.parse_args()
+    from runtime_latency import real_histories
+    from synthetic import grow_bundle, synthetic_vectors
+
+    from converter.publish import changes_from_vectors, publish_bundle, publish_changes
+    from edge_rec.bundle import Bundle
+    from edge_rec.delta import apply_delta, read_delta
+    from edge_rec.manifest import Manifest
+    from edge_rec.recommender import EdgeRecommender
+    from edge_rec.serve import serve_in_thread
+    from edge_rec.sync import SyncClient
+
+    key, pub = Path(args.key), Path(args.key).with_suffix(".pub")
+    out = Path(args.out)
+    result = {"items": args.items, "changed_fraction": args.changed}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        grow_bundle(args.bundle, tmp / "grown", key, args.items, real_histories(args.data, 300))
+        channel = tmp / "channel"
+        publish_bundle(channel, tmp / "grown", key, name="bench")
+        rec = EdgeRecommender.open(tmp / "grown", pub)
+        n = int(args.items * args.changed)
+        rng = np.random.default_rng(0)
+        rows = rng.choice(len(rec.items), int(0.7 * n), replace=False)
+        updated, deleted = rows[:n // 2], rows[n // 2:]
+        vectors = rec.items.dequantized(np.arange(len(rec.items)))
+        moved, _ = synthetic_vectors(vectors[updated], len(updated), noise=0.3, seed=1)
+        fresh, _ = synthetic_vectors(vectors, n - len(rows), seed=2)
+        ups = {rec.items.ids[r]: moved[i] for i, r in enumerate(updated)}
+        ups.update({f"bench-new-{i}": v for i, v in enumerate(fresh)})
+        meta = {k: {"title": f"item {k}", "genres": ["Drama"]} for k in ups}
+        changes = changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted])
+        t = time.perf_counter()
+        m = publish_changes(channel, changes, key)
+        result["publish_s"] = time.perf_counter() - t
+        delta = m.deltas[-1]
+        result.update(delta_bytes=delta.size, snapshot_bytes=m.snapshot.size, ratio=delta.size / m.snapshot.size,
+                      upserted=len(changes.upsert_ids), deleted=len(changes.delete_ids))
+        base = Bundle.open(tmp / "grown", pub)  # version 1 as the device has it
+        parsed = read_delta(channel / delta.file)
+        target = Manifest.from_bytes(parsed.manifest)
+        times = []
+        for i in range(args.runs):
+            stage = tmp / f"stage{i}"
+            stage.mkdir()
+            t = time.perf_counter()
+            apply_delta(base, read_delta(channel / delta.file), stage, target)
+            times.append(time.perf_counter() - t)
+            shutil.rmtree(stage)
+        result["apply_s"] = {"median": float(np.median(times)), "runs": times}
+        device = tmp / "device"
+        shutil.copytree(tmp / "grown", device / "versions" / "1")
+        (device / "state.json").write_text(json.dumps({"format": "edge-rec-device-state/1", "current": 1,
+                                                       "channel": "bench", "channel_version": 1}))
+        server, url = serve_in_thread(channel)
+        t = time.perf_counter()
+        status = SyncClient(device, url, pub).sync_once()
+        result["sync_s"] = time.perf_counter() - t
+        server.shutdown()
+        result["sync_status"] = status.line()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "delta_sync.json").write_text(json.dumps(result, indent=1))
+    plot(result, out / "delta_sync.png")
+    print(f"delta {result['delta_bytes']:,} B = {100 * result['ratio']:.2f}% of the snapshot ({result['snapshot_bytes']:,} B); "
+          f"apply median {result['apply_s']['median']:.3f} s; whole sync {result['sync_s']:.2f} s ({status.line()})")
+    return 0
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.bar(["snapshot", "delta"], [r["snapshot_bytes"] / 1e6, r["delta_bytes"] / 1e6], color=["gray", "tab:blue"])
+    a.axhline(0.02 * r["snapshot_bytes"] / 1e6, color="red", ls="--", lw=1, label="2% of the snapshot")
+    a.set_ylabel("MB on the wire")
+    a.set_title(f"{r['items']:,} items, {100 * r['changed_fraction']:.0f}% changed")
+    a.legend()
+    b.bar(["apply_delta\n(median)", "whole sync\n(loopback)"], [r["apply_s"]["median"], r["sync_s"]],
+          color=["tab:blue", "tab:orange"])
+    b.axhline(1.0, color="red", ls="--", lw=1, label="1 s target (apply)")
+    b.set_ylabel("seconds")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
