@@ -74,7 +74,8 @@ def test_publish_serve_sync_with_a_cold_start_item(demo_run, tmp_path):
     pub = key.with_suffix(".pub")
     channel, device = tmp_path / "channel", tmp_path / "device"
     r = edge_rec("publish", channel, "--bundle", art / "bundle", "--key", key, "--name", "slice")
-    assert r.returncode == 0 and "version 1 published" in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and "published as a snapshot" in r.stdout, r.stderr[-2000:]
+    first_version = int(re.search(r"version (\d+) published", r.stdout).group(1))
     gone = json.loads((art / "bundle" / "item_ids.json").read_text())[0]
     changes = tmp_path / "changes.json"
     changes.write_text(json.dumps({"upsert": [{"id": "cold-1", "title": "A Brand New Space Comedy", "year": 2026,
@@ -93,14 +94,15 @@ def test_publish_serve_sync_with_a_cold_start_item(demo_run, tmp_path):
             except OSError:
                 time.sleep(0.1)
         r = edge_rec("sync", "--state", device, "--url", f"http://127.0.0.1:{port}", "--key", pub)
-        assert r.returncode == 0 and "[updated] version 2" in r.stdout, r.stdout + r.stderr[-2000:]
+        assert r.returncode == 0 and f"[updated] version {first_version + 1}" in r.stdout, r.stdout + r.stderr[-2000:]
         r = edge_rec("sync", "--state", device, "--url", f"http://127.0.0.1:{port}", "--key", pub)
         assert r.returncode == 0 and "[current]" in r.stdout
     finally:
         server.terminate()
         server.wait(timeout=10)
-    r = edge_rec("similar", device / "versions" / "2", "cold-1", "--key", pub, "-k", "5", "--json")
+    installed = device / "versions" / str(first_version + 1)
+    r = edge_rec("similar", installed, "cold-1", "--key", pub, "-k", "5", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(json.loads(r.stdout)) == 5
-    r = edge_rec("similar", device / "versions" / "2", gone, "--key", pub)
+    r = edge_rec("similar", installed, gone, "--key", pub)
     assert r.returncode == 1 and "unknown item id" in r.stderr

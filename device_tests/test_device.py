@@ -1,0 +1,135 @@
+"""The runtime on the device, against the workstation's answers: verification, golden cases, parity with
+reference outputs, recommend / similar / filters, history, a sync from a loopback server, latency."""
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from edge_rec import EdgeRecommender
+from edge_rec.bundle import Bundle
+from edge_rec.errors import IntegrityError
+from edge_rec.history import HistoryStore
+from edge_rec.live import LiveRecommender
+from edge_rec.serve import serve_in_thread
+from edge_rec.sync import SyncClient
+
+COSINE_FLOOR = 0.999
+
+
+@pytest.fixture(scope="module")
+def rec(kit, report):
+    t = time.perf_counter()
+    r = EdgeRecommender.open(kit / "bundle", kit / "edge-rec.pub")
+    report["open_s"] = time.perf_counter() - t
+    report["backend"] = r.model.backend
+    report["accelerator"] = f"{r.model.accelerator} ({r.model.accelerator_note})"
+    return r
+
+
+def test_bundle_verifies_and_tampering_is_caught(kit, tmp_path):
+    Bundle.open(kit / "bundle", kit / "edge-rec.pub")
+    copy = tmp_path / "b"
+    shutil.copytree(kit / "bundle", copy)
+    model = copy / "student.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 1
+    model.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        Bundle.open(copy, kit / "edge-rec.pub")
+
+
+def test_golden_cases(rec, report):
+    g = rec.check_golden()
+    report["golden"] = {"cases": g.cases, "identical_top10": g.top_identical, "min_cosine": g.min_cosine}
+    assert g.passed, g
+
+
+def test_outputs_match_the_workstation(rec, kit, report):
+    ref = json.loads((kit / "reference.json").read_text())
+    worst_abs, worst_cos, same = 0.0, 1.0, 0
+    for case in ref["cases"]:
+        rows = rec.items.rows(case["history"], strict=False)
+        q = rec.query_vector(rows[-rec.history_len:])
+        expected = np.asarray(case["query"], np.float32)
+        worst_abs = max(worst_abs, float(np.abs(q - expected).max()))
+        worst_cos = min(worst_cos, float(q @ expected / (np.linalg.norm(q) * np.linalg.norm(expected))))
+        top, _ = rec.recommend_rows(rows, 10)
+        same += [rec.items.ids[r] for r in top] == case["top"]
+    report["parity"] = {"reference_machine": ref["machine"], "reference_backend": ref["backend"],
+                        "cases": len(ref["cases"]), "identical_top10": same, "max_abs_query_diff": worst_abs,
+                        "min_query_cosine": worst_cos}
+    assert worst_cos >= COSINE_FLOOR and same == len(ref["cases"]), report["parity"]
+
+
+def test_recommend_similar_and_filters(rec):
+    history = json.loads((rec.bundle.path.parent / "reference.json").read_text())["cases"][0]["history"]
+    recs = rec.recommend(k=10, history=history)
+    assert len(recs) == 10 and not {r.item_id for r in recs} & set(history)
+    assert all(np.isfinite(r.score) for r in recs)
+    genre = next(g for r in recs for g in r.metadata.get("genres", []))
+    for r in rec.recommend(k=5, history=history, filter={"genres": genre}):
+        assert genre in r.metadata["genres"]
+    assert len(rec.recommend(k=5, history=[])) == 5  # popularity for an empty history
+    similar = rec.similar_items(recs[0].item_id, k=5)
+    assert len(similar) == 5 and recs[0].item_id not in {s.item_id for s in similar}
+
+
+def test_history_store_on_the_device(rec, tmp_path):
+    store = HistoryStore(tmp_path / "h.db")
+    ids = rec.items.ids[:5]
+    for t, i in enumerate(ids):
+        store.record(i, ts=float(t))
+    assert store.last(3) == ids[-3:]
+    local = EdgeRecommender(rec.bundle, history=store)
+    assert not {r.item_id for r in local.recommend(k=10)} & set(ids)
+    store.clear()
+    assert store.last(10) == []
+
+
+def test_sync_from_a_loopback_server(kit, tmp_path, report):
+    shutil.copytree(kit / "channel", tmp_path / "channel")
+    server, url = serve_in_thread(tmp_path / "channel")
+    try:
+        client = SyncClient(tmp_path / "state", url, kit / "edge-rec.pub")
+        first = client.sync_once()
+        assert (first.state, first.version) == ("updated", 2), first.line()  # a new device takes the snapshot
+        live = LiveRecommender(tmp_path / "state", kit / "edge-rec.pub")
+        assert live.version == 2 and live.recommend(k=5, history=[])
+        # a device on version 1 takes the delta and grows its own index
+        shutil.rmtree(tmp_path / "state")
+        (tmp_path / "state" / "versions").mkdir(parents=True)
+        shutil.copytree(kit / "bundle", tmp_path / "state" / "versions" / "1")
+        (tmp_path / "state" / "state.json").write_text(json.dumps(
+            {"format": "edge-rec-device-state/1", "current": 1, "channel": "device-kit", "channel_version": 1}))
+        t = time.perf_counter()
+        second = SyncClient(tmp_path / "state", url, kit / "edge-rec.pub").sync_once()
+        report["delta_sync_s"] = time.perf_counter() - t
+        assert (second.state, second.version) == ("updated", 2), second.line()
+        assert LiveRecommender(tmp_path / "state", kit / "edge-rec.pub").refresh().check_golden(tolerant=True).passed
+    finally:
+        server.shutdown()
+
+
+def test_edgetpu_absent_falls_back_to_cpu_with_a_reason(rec, report):
+    from edge_rec.model import load_edgetpu_delegate
+    delegate, message = load_edgetpu_delegate(rec.model.backend)
+    report["edgetpu"] = message
+    if delegate is not None:
+        pytest.skip(f"an Edge TPU runtime is present: {message}")
+    assert "libedgetpu" in message and rec.model.accelerator == "cpu" and rec.model.accelerator_note
+
+
+def test_latency_report(rec, kit, report):
+    cases = json.loads((kit / "reference.json").read_text())["cases"]
+    for case in cases[:3]:
+        rec.recommend(k=10, history=case["history"])
+    times = []
+    for case in cases:
+        t = time.perf_counter()
+        rec.recommend(k=10, history=case["history"])
+        times.append(time.perf_counter() - t)
+    ms = np.array(times) * 1e3
+    report["recommend_ms"] = {"p50": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "queries": len(ms)}
+    assert np.all(np.isfinite(ms))
