@@ -32,7 +32,7 @@ REPORTS ?= .device-reports
 device-test: setup
 	test -f $(KIT)/reference.json || $(BIN)/python device_tests/prepare.py --out $(KIT)
 	$(BIN)/python -m pytest device_tests --kit $(KIT) --report $(REPORTS)/x86_64.json -q -p no:cacheprovider
-	bash device_tests/arm64/run.sh $(KIT) $(REPORTS)
+	HOST_PYTHON=$(BIN)/python bash device_tests/arm64/run.sh $(KIT) $(REPORTS)
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .arm64 .device-kit .device-reports

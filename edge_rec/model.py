@@ -154,19 +154,24 @@ class StudentModel:
         return out.astype(np.float32) if o.dtype == "float32" else dequantize_tensor(out, o.scale, o.zero_point)
 
     def op_report(self) -> OpReport:
-        """The model's operators, the ones with float inputs or outputs, and whether shapes are static.
+        return op_report(self._model_bytes, self.backend)
 
-        Read from a second interpreter, so the op list never depends on the serving one's delegates."""
-        interp = reference_interpreter(self.backend, self._model_bytes)
-        dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
-        ops, float_ops = [], []
-        for op in interp._get_ops_details():  # no public API lists operators
-            ops.append(op["op_name"])
-            tensors = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
-            if any(dtypes.get(i) == np.float32 for i in tensors):
-                float_ops.append(op["op_name"])
-        static = all(-1 not in list(t.get("shape_signature", t["shape"])) for t in interp.get_tensor_details())
-        return OpReport(ops=ops, float_ops=float_ops, static_shapes=static)
+
+def op_report(model_bytes: bytes, backend: Optional[str] = None) -> OpReport:
+    """A TFLite model's operators, the ones with float inputs or outputs, and whether shapes are static.
+
+    Read from its own reference interpreter, so the op list never depends on a serving one's delegates."""
+    backend = backend or load_backend()[0]
+    interp = reference_interpreter(backend, model_bytes)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    ops, float_ops = [], []
+    for op in interp._get_ops_details():  # no public API lists operators
+        ops.append(op["op_name"])
+        tensors = [int(i) for i in list(op["inputs"]) + list(op["outputs"]) if int(i) >= 0]
+        if any(dtypes.get(i) == np.float32 for i in tensors):
+            float_ops.append(op["op_name"])
+    static = all(-1 not in list(t.get("shape_signature", t["shape"])) for t in interp.get_tensor_details())
+    return OpReport(ops=ops, float_ops=float_ops, static_shapes=static)
 
 
 def reference_interpreter(backend: str, model_bytes: bytes, num_threads: int = 1):

@@ -100,3 +100,16 @@ def test_bundle_version_moves_forward(converted, tmp_path):
 def test_pool_recent_is_full_integer_and_edgetpu_mappable(converted):
     s = {s["architecture"]: s for s in converted["report"]["students"]}["pool-recent"]
     assert s["float_ops"] == [] and s["edgetpu_blockers"] == [], s["edgetpu_blockers"]
+
+
+def test_a_model_with_float_ops_is_not_edgetpu_compatible_and_the_op_is_named():
+    """A float (not full-integer) TFLite model, as a converter without int8 would write it."""
+    from converter.tf_env import keras, tf
+    from edge_rec.model import op_report
+    inputs = keras.Input((4,), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    fn = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec((1, 4), tf.float32))
+    tflite = tf.lite.TFLiteConverter.from_concrete_functions([fn]).convert()
+    report = op_report(tflite)
+    assert "FULLY_CONNECTED" in report.float_ops
+    assert "float op FULLY_CONNECTED" in report.edgetpu_blockers

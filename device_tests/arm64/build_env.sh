@@ -13,6 +13,7 @@ DIR=$(mkdir -p "$1" && cd "$1" && pwd)
 RUNTIME=$2
 PY=3.11
 HNSWLIB=0.8.0
+HOST_PY=${HOST_PYTHON:-python3}   # the host python whose pip fetches the aarch64 wheels
 STAMP=$DIR/.built-$RUNTIME
 [ -f "$STAMP" ] && { echo "arm64 env ($RUNTIME) already built in $DIR"; exit 0; }
 log() { echo "[arm64 $RUNTIME $(( $(date +%s) - T0 ))s] $*"; }
@@ -54,16 +55,16 @@ wheels() {  # aarch64 wheels, resolved and installed by the host's pip into site
   if [ "$RUNTIME" = tflite ]; then pkgs="tflite-runtime==2.14.0 numpy==1.26.4"; else pkgs="ai-edge-litert numpy"; fi
   pkgs="$pkgs sentencepiece cryptography pytest"
   local abi="--python-version $PY --implementation cp --abi cp${PY/./} --only-binary=:all:"
-  python3 -m pip download -q $plat $abi $pkgs -d "$DIR/wheels"
-  python3 -m pip install -q --no-index --find-links "$DIR/wheels" --target "$DIR/site" $plat $abi $pkgs
+  "$HOST_PY" -m pip download -q $plat $abi $pkgs -d "$DIR/wheels"
+  "$HOST_PY" -m pip install -q --no-index --find-links "$DIR/wheels" --target "$DIR/site" $plat $abi $pkgs
 }
 
 hnswlib() {  # cross-compile hnswlib's bindings (no -march=native: the binary must run on any ARMv8)
   [ -n "$(ls "$DIR"/site/hnswlib.*.so 2>/dev/null)" ] && return
-  python3 -m pip download -q --no-deps --no-binary hnswlib "hnswlib==$HNSWLIB" -d "$DIR/src"
-  python3 -m pip download -q --no-deps --only-binary=:all: pybind11 -d "$DIR/src"
+  "$HOST_PY" -m pip download -q --no-deps --no-binary hnswlib "hnswlib==$HNSWLIB" -d "$DIR/src"
+  "$HOST_PY" -m pip download -q --no-deps --only-binary=:all: pybind11 -d "$DIR/src"
   tar xzf "$DIR/src/hnswlib-$HNSWLIB.tar.gz" -C "$DIR/src"
-  python3 -m zipfile -e "$DIR"/src/pybind11-*.whl "$DIR/src/pybind11"
+  "$HOST_PY" -m zipfile -e "$DIR"/src/pybind11-*.whl "$DIR/src/pybind11"
   aarch64-linux-gnu-g++ -O3 -DNDEBUG -std=c++14 -fPIC -shared -fvisibility=hidden -s -w \
       -DVERSION_INFO="\"$HNSWLIB\"" -I "$DIR/src/hnswlib-$HNSWLIB/hnswlib" -I "$DIR/src/pybind11/pybind11/include" \
       -I "$DIR/sysroot/usr/include" -I "$DIR/sysroot/usr/include/python$PY" \
