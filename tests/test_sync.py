@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -222,7 +223,8 @@ class Faulty(BaseHTTPRequestHandler):
                     return
             return
         if self.mode == "drop" and self.path.endswith(".pack") and type(self).calls % 2 == 0:
-            self.wfile.write(body[:len(body) // 3])
+            cut = random.Random(type(self).calls).randrange(1, max(2, len(body)))  # a random offset
+            self.wfile.write(body[:cut])
             self.wfile.flush()
             self.connection.shutdown(2)
             return
@@ -273,18 +275,49 @@ def test_dropped_connections_resume_or_restart_cleanly(faulty, mode):
     assert not list((faulty["device"] / "downloads").iterdir())
 
 
+class _FullFile:
+    """A file opened for writing on a full disk: every write fails."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device (injected write failure)")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def failing_writes(monkeypatch, fail_now):
+    """Files opened for writing (``open`` / ``os.fdopen``) fail their writes whenever ``fail_now()``."""
+    import builtins
+    real_open, real_fdopen = builtins.open, os.fdopen
+
+    def wrap(f, mode):
+        return _FullFile(f) if any(c in mode for c in "wax+") and fail_now() else f
+    monkeypatch.setattr(builtins, "open", lambda file, mode="r", *a, **k: wrap(real_open(file, mode, *a, **k), mode))
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: wrap(real_fdopen(fd, mode, *a, **k), mode))
+
+
 def test_failing_io_leaves_no_temp_files_and_old_state_loads(channel, monkeypatch):
     assert client(channel).sync_once().version == 1
     channel["advance"]()
     frozen_versions = tree_digest(channel["device"] / "versions")
-    for name in ("replace", "fsync"):
-        real = getattr(os, name)
-
-        def boom(*a, **k):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr(os, name, boom)
-        s = client(channel).sync_once()
-        monkeypatch.setattr(os, name, real)
+    for name in ("replace", "fsync", "write"):
+        with monkeypatch.context() as m:
+            if name == "write":
+                failing_writes(m, lambda: True)
+            else:
+                def boom(*a, **k):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                m.setattr(os, name, boom)
+            s = client(channel).sync_once()
         assert s.state == "failed" and "No space left" in s.message, s.line()
         assert not [p for p in channel["device"].rglob("*") if p.name.endswith(".tmp") or ".staging" in p.name]
         assert tree_digest(channel["device"] / "versions") == frozen_versions
@@ -309,6 +342,10 @@ def test_kth_io_failure_then_clean_rerun_equals_clean_run(channel, monkeypatch, 
         count = {"n": 0}
         reals = {n: getattr(os, n) for n in ("replace", "fsync", "write")}
 
+        def nth_write_fails():
+            count["n"] += 1
+            return count["n"] == k
+
         def counted(name):
             def f(*a, **kw):
                 count["n"] += 1
@@ -316,14 +353,12 @@ def test_kth_io_failure_then_clean_rerun_equals_clean_run(channel, monkeypatch, 
                     raise OSError(errno.ENOSPC, f"injected failure of os.{name}")
                 return reals[name](*a, **kw)
             return f
-        for n in reals:
-            monkeypatch.setattr(os, n, counted(n))
-        try:
+        with monkeypatch.context() as m:
+            for n in reals:
+                m.setattr(os, n, counted(n))
+            failing_writes(m, nth_write_fails)  # opening a file for writing counts as one operation too
             if client(channel).sync_once().state == "failed":
                 failed_at.append(k)
-        finally:
-            for n, f in reals.items():
-                monkeypatch.setattr(os, n, f)
         if count["n"] < k:
             break
         s = client(channel).sync_once()
@@ -386,6 +421,69 @@ def test_bad_new_version_is_rejected_or_rolled_back(channel, tmp_path):
     assert s.state == "rejected" and "golden" in s.message and s.version == 1
     assert tree_digest(channel["device"] / "versions") == frozen
     assert client(channel).sync_once().state == "failed"  # remembered as bad: not retried
+
+
+def _tamper_snapshot(channel, swap):
+    """Rewrite the channel's snapshot with ``swap(sections)`` applied, and re-sign channel.json for it
+    (what a compromised or buggy publisher with the signing key could ship)."""
+    from edge_rec.pack import read_pack, write_pack
+    m = ChannelManifest.from_bytes((channel["dir"] / CHANNEL_NAME).read_bytes())
+    file = channel["dir"] / m.snapshot.file
+    pack = read_pack(file, "snapshot")
+    sections = {name: pack.read(name) for name in pack.sections}
+    swap(sections)
+    write_pack(file, "snapshot", pack.meta, sections)
+    _resign_channel(channel["dir"], [load_private_key(channel["key"])],
+                    lambda d: d["snapshot"].update(sha256=hashlib.sha256(file.read_bytes()).hexdigest(),
+                                                   size=file.stat().st_size))
+
+
+def test_mixed_versions_and_wrong_dimension_are_rejected_before_loading(channel, monkeypatch):
+    from edge_rec.pack import read_pack
+    v1 = read_pack(next((channel["ch1"] / "snapshots").glob("*.pack")), "snapshot")
+    channel["advance"]()
+
+    def v1_index(sections):  # version 2's manifest and model, version 1's index
+        sections["items.hnsw"] = v1.read("items.hnsw")
+    _tamper_snapshot(channel, v1_index)
+    loads = []
+    import hnswlib
+    real_load = hnswlib.Index.load_index
+    monkeypatch.setattr(hnswlib.Index, "load_index", lambda self, *a, **k: loads.append(a) or real_load(self, *a, **k))
+    s = client(channel).sync_once()
+    assert s.state == "rejected" and "items.hnsw" in s.message and not loads, s.line()
+    assert not list((channel["device"] / "versions").iterdir())
+
+    channel["advance"]()
+
+    def other_dimension(sections):  # a validly signed manifest over an index of another dimension
+        m = Manifest.from_bytes(sections["manifest.json"])
+        index = hnswlib.Index(space=m.index.space, dim=m.index.dim + 1)
+        index.init_index(m.index.count, M=m.index.M)
+        index.add_items(np.random.default_rng(0).normal(size=(m.index.count, m.index.dim + 1)).astype(np.float32))
+        path = channel["root"] / "odd.hnsw"
+        index.save_index(str(path))
+        sections["items.hnsw"] = path.read_bytes()
+        m.files["items.hnsw"] = type(m.files["items.hnsw"])(hashlib.sha256(sections["items.hnsw"]).hexdigest(),
+                                                            len(sections["items.hnsw"]))
+        m.signatures = [sign(m.canonical_bytes(), load_private_key(channel["key"]))]
+        sections["manifest.json"] = m.to_json()
+    _tamper_snapshot(channel, other_dimension)
+    s = SyncClient(channel["device"].with_name("device2"), channel["url"], channel["pub"]).sync_once()  # v2 is
+    # already marked bad on the first device
+    assert s.state == "rejected" and "dimension" in s.message and not loads, s.line()
+
+
+def test_a_model_giving_nan_is_rejected(channel, monkeypatch):
+    from edge_rec.model import StudentModel
+    assert client(channel).sync_once().version == 1
+    channel["advance"]()
+    frozen = tree_digest(channel["device"] / "versions")
+    # an int8 model cannot output NaN; a float one can: simulate it at the model boundary
+    monkeypatch.setattr(StudentModel, "query", lambda self, v: np.full(self.spec.dim, np.nan, np.float32))
+    s = client(channel).sync_once()
+    assert s.state == "rejected" and "golden" in s.message and s.version == 1, s.line()
+    assert tree_digest(channel["device"] / "versions") == frozen
 
 
 def test_version_failing_after_the_switch_is_rolled_back(channel):

@@ -31,7 +31,7 @@ class SASRecConfig:
     dim: int = 64
     blocks: int = 2
     heads: int = 1
-    dropout: float = 0.2
+    dropout: float = 0.1
     positions: str = "start"     # "start": position 0 = oldest item in the window; "end": last item = last position
     use_text: bool = True
     learning_rate: float = 1e-3
@@ -39,6 +39,8 @@ class SASRecConfig:
     max_epochs: int = 200
     eval_every: int = 2          # epochs between validation runs
     patience: int = 10           # validation runs without improvement before stopping
+    lr_patience: int = 3         # ... before the learning rate drops (and training resumes from the best weights)
+    lr_decay: float = 0.3        # factor of each drop
     random_windows: bool = True  # long histories: a random window per epoch instead of always the last
     max_minutes: float = 55.0    # wall-clock budget for training
     seed: int = 0

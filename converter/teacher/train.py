@@ -91,8 +91,12 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
                 bad_evals = 0
             else:
                 bad_evals += 1
+                if c.lr_patience and bad_evals % c.lr_patience == 0 and bad_evals < c.patience:
+                    net.set_weights(best_weights)  # a plateau: go back to the best point, take smaller steps
+                    opt.learning_rate.assign(float(opt.learning_rate.numpy()) * c.lr_decay)
+                    row["lr"] = float(opt.learning_rate.numpy())
         result.epochs.append(row)
-        log(f"epoch {epoch:3d}  loss {row['loss']:.4f}  "
+        log(f"epoch {epoch:3d}  loss {row['loss']:.4f}  " + (f"lr -> {row['lr']:.2g}  " if "lr" in row else "")
             + (f"valid NDCG@10 {row['valid_NDCG@10']:.4f} HR@10 {row['valid_HR@10']:.4f}  "
                if "valid_NDCG@10" in row else "")
             + f"[{row['minutes']:.1f} min]")
