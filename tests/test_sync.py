@@ -550,3 +550,18 @@ def test_flipped_delta_byte_is_caught(tmp_path, base):
     with pytest.raises((DeltaError, PackError)):
         read_delta(tmp_path / "d.pack")
 
+
+
+def test_channel_chain_and_paths():
+    from edge_rec.channel import Artifact
+    from edge_rec.errors import ManifestError
+    snap = Artifact("snapshots/v4.pack", "a" * 64, 10, 4)
+    deltas = [Artifact(f"deltas/v{i}-v{i + 1}.pack", "b" * 64, 5, i + 1, i) for i in (1, 3)]
+    m = ChannelManifest("c", 4, 0, 10, snap, deltas)
+    assert m.chain(3) == deltas[1:] and m.chain(4) == [] and m.chain(1) is None  # 2 -> 3 is missing
+    m.signatures = []
+    for bad in ("../etc/passwd", "/abs", "a//b", "deltas/./x"):
+        raw = json.loads(m.to_json())
+        raw["snapshot"]["file"] = bad
+        with pytest.raises(ManifestError, match="relative path"):
+            ChannelManifest.from_bytes(json.dumps(raw).encode())
