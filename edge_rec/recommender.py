@@ -110,22 +110,24 @@ class EdgeRecommender:
             order = [r for r in order if match(self.items.metadata(int(r)))]
         return np.asarray(order[:k], dtype=np.int64)
 
-    def _search(self, q: np.ndarray, k: int, exclude: np.ndarray, match) -> np.ndarray:
-        """Candidates from the index; with a filter, widen the search until ``k`` match or all were seen.
-        Requests reaching half the catalog go to exact search (HNSW cannot promise every node)."""
+    def _search(self, q: np.ndarray, k: int, exclude: np.ndarray, match) -> Tuple[np.ndarray, np.ndarray]:
+        """Top (rows, scores) from the index; with a filter, widen the search until ``k`` match or all were
+        seen. Requests reaching half the catalog go to exact search (HNSW cannot promise every node)."""
         want = k if match is None else max(4 * k, 32)
         while True:
             if want + len(exclude) >= len(self.items) // 2:
-                return self._exact(q, k, exclude, match)
+                return self._scored(self._exact(q, k, exclude, match), q)
             try:
-                cand, _ = self.index.search(q, want, exclude)
+                cand, dist = self.index.search(q, want, exclude)
             except ItemIndexError:
-                return self._exact(q, k, exclude, match)
+                return self._scored(self._exact(q, k, exclude, match), q)
             if match is None:
-                return cand
+                if self.index.spec.space == "ip":  # hnswlib's ip distance is 1 - dot, over the same vectors
+                    return cand, (1.0 - dist).astype(np.float32)
+                return self._scored(cand, q)
             kept = [r for r in cand if match(self.items.metadata(int(r)))]
             if len(kept) >= k or len(cand) < want:
-                return np.asarray(kept[:k], dtype=np.int64)
+                return self._scored(np.asarray(kept[:k], dtype=np.int64), q)
             want *= 4
 
     def recommend_rows(self, rows: np.ndarray, k: int = 10, exclude_seen: bool = True, filter: Filter = None,
@@ -134,14 +136,14 @@ class EdgeRecommender:
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         rows = np.asarray(rows, dtype=np.int64)
-        seen = np.unique(rows if exclude is None else np.concatenate([rows, exclude])) if exclude_seen else np.zeros(0, np.int64)
+        seen = (rows if exclude is None else np.concatenate([rows, exclude])) if exclude_seen else np.zeros(0, np.int64)
         match = _matcher(filter)
         if len(rows) == 0:
             return self._popular(k, seen, match)
         q = self.query_vector(rows[-self.history_len:])
-        return self._rescored(self._search(q, k, seen, match), q)
+        return self._search(q, k, seen, match)
 
-    def _rescored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _scored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Candidates ordered by their exact score against the int8 item table."""
         scores = self.items.dequantized(cand) @ q
         order = np.argsort(-scores, kind="stable")
@@ -179,7 +181,7 @@ class EdgeRecommender:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         row = self.items.rows([item_id])[0]
         q = self.items.dequantized(np.array([row]))[0]
-        top, scores = self._rescored(self._search(q, k, np.array([row]), _matcher(filter)), q)
+        top, scores = self._search(q, k, np.array([row]), _matcher(filter))
         return [Recommendation(self.items.ids[r], float(sc), self.items.metadata(int(r))) for r, sc in zip(top, scores)]
 
     def check_golden(self, tolerant: bool = False) -> GoldenResult:

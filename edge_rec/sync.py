@@ -64,7 +64,7 @@ class SyncStatus:
 
 
 def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Optional[str] = None,
-           exact: bool = True) -> None:
+           exact: bool = True, progress: Callable[[int, int], None] = lambda have, size: None) -> None:
     """Download ``url`` into ``out`` (appending to a partial file with a Range request), never more than
     ``size`` bytes, within the deadline; check the sha256 if given. With ``exact=False`` ``size`` is only
     a cap (for the channel manifest, whose length nothing signed announces)."""
@@ -111,6 +111,8 @@ def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Opti
                         raise DownloadError(f"{url}: the body is longer than the {'signed' if exact else 'allowed'} "
                                             f"{size} bytes; aborted at the cap")
                     f.write(chunk)
+                    if (have + len(chunk)) * 4 // max(size, 1) > have * 4 // max(size, 1):
+                        progress(have + len(chunk), size)  # at each quarter
                     have += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
@@ -202,14 +204,14 @@ class SyncClient:
         chain = channel.chain(s.current) if s.current is not None else None
         if chain is None or sum(d.size for d in chain) >= channel.snapshot.size:
             log(f"snapshot of version {channel.version} ({channel.snapshot.size} bytes)")
-            self._install_snapshot(channel.snapshot)
+            self._install_snapshot(channel.snapshot, log)
         else:
             for step in chain:
                 log(f"delta {step.from_version} -> {step.to_version} ({step.size} bytes)")
-                self._install_delta(step)
+                self._install_delta(step, log)
         return self._health_check_current(channel.version)
 
-    def _download(self, artifact: Artifact) -> Path:
+    def _download(self, artifact: Artifact, log: Callable[[str], None]) -> Path:
         if artifact.size > self.limits.max_file_bytes:
             raise DownloadError(f"{artifact.file} is {artifact.size} bytes, over this device's cap of "
                                 f"{self.limits.max_file_bytes}")
@@ -217,16 +219,18 @@ class SyncClient:
         last: Optional[DownloadError] = None
         for _ in range(self.limits.attempts):
             try:
-                _fetch(f"{self.url}/{artifact.file}", out, artifact.size, self.limits, artifact.sha256)
+                _fetch(f"{self.url}/{artifact.file}", out, artifact.size, self.limits, artifact.sha256,
+                       progress=lambda have, size: log(f"{artifact.file}: {have:,} of {size:,} bytes"))
                 failpoints.reached("download")
                 return out
             except DownloadError as e:
                 last = e
+                log(f"{artifact.file}: {e}")
         assert last is not None
         raise last
 
-    def _install_snapshot(self, artifact: Artifact) -> None:
-        file = self._download(artifact)
+    def _install_snapshot(self, artifact: Artifact, log: Callable[[str], None]) -> None:
+        file = self._download(artifact, log)
         stage = self.device.staging(artifact.to_version)
         pack = read_pack(file, "snapshot")
         for name in pack.sections:
@@ -237,8 +241,8 @@ class SyncClient:
         self._validate_and_switch(stage, artifact.to_version)
         file.unlink(missing_ok=True)
 
-    def _install_delta(self, artifact: Artifact) -> None:
-        file = self._download(artifact)
+    def _install_delta(self, artifact: Artifact, log: Callable[[str], None]) -> None:
+        file = self._download(artifact, log)
         delta = read_delta(file)
         base = Bundle.open(self.device.current_dir(), self.keys, self.threshold)
         target = Manifest.from_bytes(delta.manifest)
