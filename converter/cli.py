@@ -101,7 +101,29 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
     md = write_report(report, root / "report")
     print(md.read_text())
     print(f"bundle: {bundle}\nreport: {md} (+ report.json and PNG plots beside it)")
-    return report
+    return {"report": report, "bundle": bundle, "key": key}
+
+
+def _device_demo(root: Path, bundle: Path, key: Path, dataset, split) -> None:
+    """Publish the bundle to a channel, serve it on loopback, sync a device, recommend there."""
+    from edge_rec.live import LiveRecommender
+    from edge_rec.serve import serve_in_thread
+    from edge_rec.sync import SyncClient
+
+    from .publish import publish_bundle
+    m = publish_bundle(root / "channel", bundle, key, name=dataset.name)
+    server, url = serve_in_thread(root / "channel")
+    try:
+        status = SyncClient(root / "device", url, key.with_suffix(".pub")).sync_once(log=lambda line: print(f"  {line}"))
+    finally:
+        server.shutdown()
+    print(f"channel {root / 'channel'} at version {m.version}; device {root / 'device'}: {status.line()}")
+    device = LiveRecommender(root / "device", key.with_suffix(".pub"))
+    history = [dataset.items[i].id for i in split.test.histories[0]]
+    print(f"a user who watched {len(history)} items, most recently: "
+          + "; ".join(dataset.items[i].title for i in split.test.histories[0][-3:]))
+    for i, r in enumerate(device.recommend(k=5, history=history), 1):
+        print(f"  {i}. {r.metadata.get('title', r.item_id)}  ({r.score:.3f})")
 
 
 def _saved_teacher(path: str, dataset):
@@ -128,13 +150,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import evaluate_models, format_table, train_or_load_teacher
     dataset, split = _load(args)
     root = _artifacts(args, dataset)
-    print(f"[1/3] teacher (trained once, then reused from {root / 'teacher'})")
+    print(f"[1/4] teacher (trained once, then reused from {root / 'teacher'})")
     teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
-    print("[2/3] full-ranking evaluation of the teacher on the test split")
+    print("[2/4] full-ranking evaluation of the teacher on the test split")
     results = evaluate_models({"teacher": teacher}, dataset, split, "test", root / "eval-test.json")
     print(format_table(results))
-    print("[3/3] convert: distil, int8-quantize, index, sign -> bundle")
-    _convert(args, dataset, split, teacher, root)
+    print("[3/4] convert: distil, int8-quantize, index, sign -> bundle")
+    out = _convert(args, dataset, split, teacher, root)
+    print("[4/4] on the device: publish to a channel, serve it on loopback, sync, recommend")
+    _device_demo(root, out["bundle"], out["key"], dataset, split)
     return 0
 
 

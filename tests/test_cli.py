@@ -26,6 +26,7 @@ def test_demo_trains_evaluates_and_writes_json(demo_run):
     art, _, r = demo_run
     assert r.returncode == 0, r.stderr[-3000:]
     assert "| teacher |" in r.stdout and "| popularity |" in r.stdout
+    assert "[updated] version" in r.stdout and "  1. " in r.stdout  # synced to a device and recommended there
     report = json.loads((art / "eval-test.json").read_text())
     assert report["split"] == "test" and set(report["results"]) == {"popularity", "teacher"}
     for m in report["results"].values():
