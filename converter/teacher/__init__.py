@@ -4,6 +4,6 @@ Importing this package imports TensorFlow (for the reference teacher).
 """
 from .base import Teacher
 from .sasrec import SASRecConfig, SASRecNet, SASRecTeacher
-from .train import TrainLog, train_sasrec
+from .train import TrainLog, refit_teacher, train_sasrec
 
-__all__ = ["Teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "train_sasrec"]
+__all__ = ["Teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]

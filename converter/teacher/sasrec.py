@@ -39,8 +39,8 @@ class SASRecConfig:
     max_epochs: int = 200
     eval_every: int = 2          # epochs between validation runs
     patience: int = 10           # validation runs without improvement before stopping
-    lr_patience: int = 3         # ... before the learning rate drops (and training resumes from the best weights)
-    lr_decay: float = 0.3        # factor of each drop
+    refit_epochs: int = 3        # after selection: epochs on train + validation items (0: none) ...
+    refit_lr_scale: float = 0.3  # ... at this fraction of the learning rate
     random_windows: bool = True  # long histories: a random window per epoch instead of always the last
     max_minutes: float = 55.0    # wall-clock budget for training
     seed: int = 0

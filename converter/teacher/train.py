@@ -39,20 +39,10 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> 
     return batches
 
 
-def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.ndarray] = None,
-                 config: Optional[SASRecConfig] = None,
-                 log: Callable[[str], None] = say) -> "tuple[SASRecTeacher, TrainLog]":
-    """Train a SASRec teacher on ``split.train``; keep the weights of the best validation NDCG@10."""
-    c = config or SASRecConfig()
-    keras.utils.set_random_seed(c.seed)
-    rng = np.random.default_rng(c.seed)
-    n_items = len(item_ids)
-    net = SASRecNet(n_items, c, text_vectors if c.use_text else None)
-    teacher = SASRecTeacher(net, item_ids)
-    opt = keras.optimizers.Adam(learning_rate=c.learning_rate)
+def _step_function(net, opt):
+    """One optimizer step of full softmax cross-entropy over the catalog, at every non-padding position."""
     variables = net.trainable_variables
     opt.build(variables)
-
     spec = tf.TensorSpec([None, None], tf.int32)
 
     @tf.function(input_signature=[spec, spec], reduce_retracing=True)
@@ -66,20 +56,58 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
+    return step
 
+
+def _epoch(step, sequences: Sequence[np.ndarray], c: SASRecConfig, rng: np.random.Generator, desc: str) -> float:
+    """One pass over ``sequences`` in length-grouped batches; returns the mean loss."""
+    inputs, targets = training_windows(sequences, c.max_len, rng if c.random_windows else None)
+    batches = _batches(np.array([len(x) for x in inputs]), c.batch_size, rng)
+    losses = []
+    for b in progress(batches, desc=desc, total=len(batches)):
+        x = pad_left([inputs[i] for i in b], c.max_len, offset=1, multiple=16)
+        y = pad_left([targets[i] for i in b], c.max_len, offset=1, multiple=16)
+        losses.append(float(step(x, y)))
+    return float(np.mean(losses))
+
+
+def refit_teacher(teacher: SASRecTeacher, split: Split, config: Optional[SASRecConfig] = None,
+                  log: Callable[[str], None] = say) -> List[float]:
+    """Fine-tune a selected teacher on every interaction but the test ones (train + the validation item).
+
+    Model selection is over by then (validation chose the weights); this adds each user's most recent
+    known interaction to what the model has learned, as a server retrains on all data before serving.
+    A fixed, small number of epochs at a reduced learning rate (``refit_epochs``, ``refit_lr_scale``).
+    """
+    c = config or teacher.config
+    rng = np.random.default_rng(c.seed + 1)
+    opt = keras.optimizers.Adam(learning_rate=c.learning_rate * c.refit_lr_scale)
+    step = _step_function(teacher.net, opt)
+    losses = []
+    for epoch in range(1, c.refit_epochs + 1):
+        losses.append(_epoch(step, split.test.histories, c, rng, f"refit {epoch}"))
+        log(f"refit epoch {epoch}/{c.refit_epochs} on train + validation items  loss {losses[-1]:.4f}")
+    return losses
+
+
+def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.ndarray] = None,
+                 config: Optional[SASRecConfig] = None,
+                 log: Callable[[str], None] = say) -> "tuple[SASRecTeacher, TrainLog]":
+    """Train a SASRec teacher on ``split.train``; keep the weights of the best validation NDCG@10, then
+    refit them on train + validation items (see :func:`refit_teacher`)."""
+    c = config or SASRecConfig()
+    keras.utils.set_random_seed(c.seed)
+    rng = np.random.default_rng(c.seed)
+    n_items = len(item_ids)
+    net = SASRecNet(n_items, c, text_vectors if c.use_text else None)
+    teacher = SASRecTeacher(net, item_ids)
+    step = _step_function(net, keras.optimizers.Adam(learning_rate=c.learning_rate))
     result = TrainLog()
     best_weights = net.get_weights()
     bad_evals = 0
     start = time.time()
     for epoch in range(1, c.max_epochs + 1):
-        losses = []
-        inputs, targets = training_windows(split.train, c.max_len, rng if c.random_windows else None)
-        batches = _batches(np.array([len(x) for x in inputs]), c.batch_size, rng)
-        for b in progress(batches, desc=f"epoch {epoch}", total=len(batches)):
-            x = pad_left([inputs[i] for i in b], c.max_len, offset=1, multiple=16)
-            y = pad_left([targets[i] for i in b], c.max_len, offset=1, multiple=16)
-            losses.append(float(step(x, y)))
-        row: Dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)),
+        row: Dict[str, float] = {"epoch": epoch, "loss": _epoch(step, split.train, c, rng, f"epoch {epoch}"),
                                  "minutes": (time.time() - start) / 60}
         out_of_time = row["minutes"] >= c.max_minutes
         if epoch % c.eval_every == 0 or epoch == c.max_epochs or out_of_time:
@@ -91,12 +119,8 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
                 bad_evals = 0
             else:
                 bad_evals += 1
-                if c.lr_patience and bad_evals % c.lr_patience == 0 and bad_evals < c.patience:
-                    net.set_weights(best_weights)  # a plateau: go back to the best point, take smaller steps
-                    opt.learning_rate.assign(float(opt.learning_rate.numpy()) * c.lr_decay)
-                    row["lr"] = float(opt.learning_rate.numpy())
         result.epochs.append(row)
-        log(f"epoch {epoch:3d}  loss {row['loss']:.4f}  " + (f"lr -> {row['lr']:.2g}  " if "lr" in row else "")
+        log(f"epoch {epoch:3d}  loss {row['loss']:.4f}  "
             + (f"valid NDCG@10 {row['valid_NDCG@10']:.4f} HR@10 {row['valid_HR@10']:.4f}  "
                if "valid_NDCG@10" in row else "")
             + f"[{row['minutes']:.1f} min]")
@@ -109,10 +133,12 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
     else:
         result.stopped = f"max_epochs={c.max_epochs} reached"
     net.set_weights(best_weights)
+    log(f"{result.stopped}; best epoch {result.best_epoch} "
+        f"(valid NDCG@10 {result.best_valid.get('NDCG@10', float('nan')):.4f}), {(time.time() - start) / 60:.1f} min")
+    refit = refit_teacher(teacher, split, c, log) if c.refit_epochs else []
     result.seconds = time.time() - start
-    teacher.info = {"best_epoch": result.best_epoch, "valid": result.best_valid,
+    teacher.info = {"best_epoch": result.best_epoch, "valid": result.best_valid, "refit_losses": refit,
                     "train_seconds": round(result.seconds, 1), "stopped": result.stopped,
                     "epochs": result.epochs}
-    log(f"{result.stopped}; best epoch {result.best_epoch} "
-        f"(valid NDCG@10 {result.best_valid.get('NDCG@10', float('nan')):.4f}), {result.seconds / 60:.1f} min")
+    log(f"training done in {result.seconds / 60:.1f} min")
     return teacher, result
