@@ -165,7 +165,7 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
         "dataset": dataset.summary(), "bundle": str(out), "bundle_version": manifest.bundle_version,
         "test": results, "top10_overlap_with_teacher": overlap,
         "ndcg_ratio_bundle_vs_teacher": results["student int8 + HNSW (bundle)"]["NDCG@10"] / results["teacher"]["NDCG@10"],
-        "latency_ms": {"teacher (Keras call + exact scoring)": teacher_ms, "student (TFLite + HNSW top-10)": student_ms,
+        "latency_ms": {"teacher (compiled user vector + exact scoring)": teacher_ms, "student (TFLite + HNSW top-10)": student_ms,
                        "speedup": teacher_ms / student_ms},
         "sizes": {"tflite_bytes": len(pick["int8"].tflite), "files": {k: v.size for k, v in manifest.files.items()},
                   "index_bytes_per_item": manifest.files[manifest.index.file].size / n_items,

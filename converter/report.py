@@ -75,7 +75,7 @@ def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
               f"- TFLite student: **{sizes['tflite_bytes'] / 1024:.1f} KiB**; ops: {', '.join(report['ops'])}",
               f"- Edge TPU compatible: **{'yes' if report['edgetpu_compatible'] else 'no'}**"
               + ("" if report["edgetpu_compatible"] else f" ({'; '.join(report['edgetpu_blockers'])})"),
-              f"- Median latency per query, same run: teacher {lat['teacher (Keras call + exact scoring)']:.2f} ms, "
+              f"- Median latency per query, same run: teacher {lat['teacher (compiled user vector + exact scoring)']:.2f} ms (compiled with tf.function), "
               f"student {lat['student (TFLite + HNSW top-10)']:.3f} ms: **{lat['speedup']:.0f}x faster**",
               f"- Index: M={idx['M']}, ef_construction={idx['ef_construction']}, ef_search={idx['ef_search']}, "
               f"recall@10 {idx['recall']:.4f} (target {idx['target']}); {sizes['index_bytes_per_item']:.0f} B/item on disk "

@@ -25,7 +25,7 @@ class StudentConfig:
     history_len: int = 50
     hidden: int = 256
     temperature: float = 1.0       # softens the teacher's distribution
-    truth_weight: float = 0.3      # weight of the ground-truth next-item loss next to distillation
+    truth_weight: float = 0.0      # weight of the ground-truth next-item loss (0: pure distillation, best overlap)
     direction_weight: float = 1.0  # weight of the cosine to the teacher's user vector
     epochs: int = 30
     batch_size: int = 256
