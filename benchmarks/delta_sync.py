@@ -44,6 +44,7 @@ def main() -> int:
     from edge_rec.manifest import Manifest
     from edge_rec.recommender import EdgeRecommender
     from edge_rec.serve import serve_in_thread
+    from edge_rec.state import DeviceState
     from edge_rec.sync import SyncClient
 
     key, pub = Path(args.key), Path(args.key).with_suffix(".pub")
@@ -85,9 +86,7 @@ def main() -> int:
             shutil.rmtree(stage)
         result["apply_s"] = {"median": float(np.median(times)), "runs": times}
         device = tmp / "device"
-        shutil.copytree(tmp / "grown", device / "versions" / "1")
-        (device / "state.json").write_text(json.dumps({"format": "edge-rec-device-state/1", "current": 1,
-                                                       "channel": "bench", "channel_version": 1}))
+        DeviceState(device).provision(tmp / "grown")
         server, url = serve_in_thread(channel)
         t = time.perf_counter()
         status = SyncClient(device, url, pub).sync_once()

@@ -13,6 +13,7 @@ from edge_rec.errors import IntegrityError
 from edge_rec.history import HistoryStore
 from edge_rec.live import LiveRecommender
 from edge_rec.serve import serve_in_thread
+from edge_rec.state import DeviceState
 from edge_rec.sync import SyncClient
 
 COSINE_FLOOR = 0.999
@@ -99,10 +100,7 @@ def test_sync_from_a_loopback_server(kit, tmp_path, report):
         assert live.version == 2 and live.recommend(k=5, history=[])
         # a device on version 1 takes the delta and grows its own index
         shutil.rmtree(tmp_path / "state")
-        (tmp_path / "state" / "versions").mkdir(parents=True)
-        shutil.copytree(kit / "bundle", tmp_path / "state" / "versions" / "1")
-        (tmp_path / "state" / "state.json").write_text(json.dumps(
-            {"format": "edge-rec-device-state/1", "current": 1, "channel": "device-kit", "channel_version": 1}))
+        assert DeviceState(tmp_path / "state").provision(kit / "bundle") == 1
         t = time.perf_counter()
         second = SyncClient(tmp_path / "state", url, kit / "edge-rec.pub").sync_once()
         report["delta_sync_s"] = time.perf_counter() - t

@@ -8,11 +8,11 @@ have seen (TUF's timestamp + snapshot roles in one file).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
 
 from .errors import ManifestError
-from .manifest import Signature, _field, canonical_json
+from .manifest import Signature, SignedDocument, _field, signed_payload_of
 
 CHANNEL_FORMAT = "edge-rec-channel/1"
 CHANNEL_NAME = "channel.json"
@@ -46,7 +46,7 @@ class Artifact:
 
 
 @dataclass
-class ChannelManifest:
+class ChannelManifest(SignedDocument):
     channel: str
     version: int            # the latest bundle version
     issued: int             # unix seconds when signed (a device's clock never trusts less than this)
@@ -56,19 +56,6 @@ class ChannelManifest:
     signatures: List[Signature] = field(default_factory=list)
     format: str = CHANNEL_FORMAT
     signed_payload: Optional[bytes] = field(default=None, repr=False, compare=False)
-
-    def to_dict(self, signed: bool = True) -> Dict[str, Any]:
-        d = asdict(self)
-        d.pop("signed_payload")
-        if not signed:
-            d.pop("signatures")
-        return d
-
-    def canonical_bytes(self) -> bytes:
-        return canonical_json(self.to_dict(signed=False))
-
-    def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
 
     def chain(self, installed: int) -> Optional[List[Artifact]]:
         """The deltas from ``installed`` to the latest version, or None when the chain has a gap."""
@@ -104,7 +91,7 @@ class ChannelManifest:
         if any(d.from_version is None or d.to_version > m.version for d in m.deltas):
             raise ManifestError(f"{w}: every delta needs from_version and must not pass version {m.version}")
         try:
-            m.signed_payload = canonical_json({k: v for k, v in raw.items() if k != "signatures"})
+            m.signed_payload = signed_payload_of(raw)
         except ValueError as e:
             raise ManifestError(f"{w}: {e}") from None
         return m

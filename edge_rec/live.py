@@ -54,9 +54,8 @@ class LiveRecommender:
             if path is None:
                 raise EdgeRecError(f"no version is installed in {self.device.root}; run `edge-rec sync` first")
             try:
-                bundle = check_version(path, [self.keys] if not isinstance(self.keys, (list, tuple)) else self.keys,
-                                       self.threshold)
-                return EdgeRecommender(bundle, self.history, **self.kw)
+                keys = [self.keys] if not isinstance(self.keys, (list, tuple)) else self.keys
+                return check_version(path, keys, self.threshold, history=self.history, **self.kw)
             except EdgeRecError as e:
                 self.rolled_back.append(f"version {self.device.state.current}: {e}")
                 if self.device.rollback(str(e)) is None:

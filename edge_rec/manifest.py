@@ -184,8 +184,33 @@ class Signature:
         return cls(_field(d, "key_id", str, where), _field(d, "sig", str, where), _field(d, "alg", str, where))
 
 
+class SignedDocument:
+    """Shared by the signed JSON documents (bundle manifest, channel manifest): dataclasses with
+    ``signatures`` and ``signed_payload`` fields, signed over their canonical JSON minus the signatures."""
+
+    def to_dict(self, signed: bool = True) -> Dict[str, Any]:
+        d = asdict(self)
+        d.pop("signed_payload")
+        if not signed:
+            d.pop("signatures")
+        return d
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes a signer signs: the canonical JSON of this document without its signatures."""
+        return canonical_json(self.to_dict(signed=False))
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def signed_payload_of(raw: Dict[str, Any]) -> bytes:
+    """The canonical bytes of a received document minus its signatures: what its signatures cover, fields
+    this runtime does not know (added by a newer publisher) included."""
+    return canonical_json({k: v for k, v in raw.items() if k != "signatures"})
+
+
 @dataclass
-class Manifest:
+class Manifest(SignedDocument):
     """Everything a device needs to trust and use a bundle."""
 
     bundle_version: int
@@ -199,22 +224,7 @@ class Manifest:
     signatures: List[Signature] = field(default_factory=list)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
-
-    def to_dict(self, signed: bool = True) -> Dict[str, Any]:
-        d = asdict(self)
-        d.pop("signed_payload")
-        if not signed:
-            d.pop("signatures")
-        return d
-
     signed_payload: Optional[bytes] = field(default=None, repr=False, compare=False)
-
-    def canonical_bytes(self) -> bytes:
-        """The bytes a signer signs: the canonical JSON of this manifest without its signatures."""
-        return canonical_json(self.to_dict(signed=False))
-
-    def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_dict(cls, d: Any) -> "Manifest":
@@ -251,7 +261,7 @@ class Manifest:
         try:
             raw = json.loads(data.decode("utf-8"))
             manifest = cls.from_dict(raw)
-            manifest.signed_payload = canonical_json({k: v for k, v in raw.items() if k != "signatures"})
+            manifest.signed_payload = signed_payload_of(raw)
             return manifest
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestError(f"manifest.json is not valid UTF-8 JSON: {e}") from None

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from . import failpoints
-from .atomic import atomic_write_json, fsync_dir
+from .atomic import atomic_write_json, fsync_dir, fsync_tree
+from .bundle import read_manifest
 from .errors import EdgeRecError
 
 STATE_FORMAT = "edge-rec-device-state/1"
@@ -93,9 +94,17 @@ class DeviceState:
         path.mkdir()
         return path
 
+    def provision(self, bundle_dir: Union[str, Path]) -> int:
+        """Install a bundle directory shipped with the device (in its image, say) as the current version,
+        from which syncs continue; returns its version. Its signature is checked when it is used."""
+        version = read_manifest(Path(bundle_dir)).bundle_version
+        stage = self.staging(version)
+        shutil.copytree(bundle_dir, stage, dirs_exist_ok=True)
+        self.install(stage, version)
+        return version
+
     def install(self, staged: Path, version: int) -> None:
         """Make a validated staging directory version ``version`` and switch to it (previous kept)."""
-        from .atomic import fsync_tree
         fsync_tree(staged)
         target = self.version_dir(version)
         if target.exists():

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 from . import failpoints
 from .bundle import Bundle, sha256_file
@@ -26,6 +26,9 @@ from .manifest import Manifest
 from .pack import read_pack
 from .signing import KeyLike, load_public_key, verify
 from .state import DeviceState, State
+
+if TYPE_CHECKING:
+    from .recommender import EdgeRecommender
 
 CHUNK = 64 * 1024
 
@@ -125,17 +128,18 @@ def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Opti
             raise DownloadError(f"{url}: sha256 {digest[:12]}... differs from the signed {expected_sha256[:12]}...")
 
 
-def check_version(path: Path, keys: Sequence[KeyLike], threshold: int) -> Bundle:
+def check_version(path: Path, keys: Sequence[KeyLike], threshold: int, **kw: Any) -> "EdgeRecommender":
     """The health check a version must pass to be (or stay) current: verified bundle, a model that gives
-    finite answers, and every golden case reproduced."""
+    finite answers, and every golden case reproduced. Returns the checked recommender (``kw`` as for
+    :class:`EdgeRecommender`), so a caller that serves the version need not load it again."""
     from .recommender import EdgeRecommender
-    bundle = Bundle.open(path, keys, threshold)
-    rec = EdgeRecommender(bundle)
-    result = rec.check_golden(tolerant=bundle.manifest.index.built_on_device)
+    rec = EdgeRecommender(Bundle.open(path, keys, threshold), **kw)
+    m = rec.bundle.manifest
+    result = rec.check_golden(tolerant=m.index.built_on_device)
     if not result.passed:
-        raise SyncError(f"version {bundle.manifest.bundle_version} fails its golden cases "
+        raise SyncError(f"version {m.bundle_version} fails its golden cases "
                         f"({result.top_identical}/{result.cases} identical, min query cosine {result.min_cosine:.4f})")
-    return bundle
+    return rec
 
 
 class SyncClient:
@@ -256,9 +260,9 @@ class SyncClient:
 
     def _validate_and_switch(self, stage: Path, version: int) -> None:
         try:
-            bundle = check_version(stage, self.keys, self.threshold)
-            if bundle.manifest.bundle_version != version:
-                raise SyncError(f"the files for version {version} hold version {bundle.manifest.bundle_version}")
+            got = check_version(stage, self.keys, self.threshold).bundle.manifest.bundle_version
+            if got != version:
+                raise SyncError(f"the files for version {version} hold version {got}")
         except EdgeRecError as e:
             shutil.rmtree(stage, ignore_errors=True)
             bad = self.device.state
