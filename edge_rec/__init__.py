@@ -16,12 +16,17 @@ from .errors import (
                      ItemIndexError,
                      ManifestError,
                      ModelError,
+                     SearchUnavailableError,
                      SignatureError,
 )
+from .golden import GoldenResult
 from .history import HistoryStore
 from .manifest import FORMAT_VERSION, Manifest
-from .recommender import EdgeRecommender, GoldenResult, Recommendation
+from .query import QueryError
+from .recommender import EdgeRecommender, Recommendation
+from .retrieval import RetrievalPolicy
 
 __all__ = ["__version__", "EdgeRecommender", "Recommendation", "GoldenResult", "HistoryStore", "Bundle", "Manifest",
            "FORMAT_VERSION", "EdgeRecError", "BundleError", "ManifestError", "SignatureError", "IntegrityError",
-           "IncompatibleBundleError", "ModelError", "ItemIndexError", "HistoryError"]
+           "IncompatibleBundleError", "ModelError", "ItemIndexError", "HistoryError", "SearchUnavailableError", "QueryError",
+           "RetrievalPolicy"]

@@ -47,25 +47,29 @@ def read_manifest(path: Path) -> Manifest:
 
 
 def read_local_record(path: Path, manifest: Manifest) -> Dict[str, FileEntry]:
-    """The device's record of the files it built for this version (only an index built on the device)."""
-    if not manifest.index.built_on_device:
+    """The device's record of the files it built for this version (indexes grown by a delta sync)."""
+    built = [i.file for i in manifest.indexes if i.built_on_device]
+    if not built:
         return {}
     file = path / LOCAL_NAME
     try:
         raw = json.loads(file.read_text())
-        entry = FileEntry.from_dict(raw["files"][manifest.index.file], f"{LOCAL_NAME}.files")
+        return {name: FileEntry.from_dict(raw["files"][name], f"{LOCAL_NAME}.files") for name in built}
     except FileNotFoundError:
         raise IntegrityError(f"{file} is missing: the index this device built for version "
                              f"{manifest.bundle_version} is unaccounted for; re-sync") from None
     except (ValueError, KeyError, TypeError, ManifestError):
         raise IntegrityError(f"{file} is damaged; re-sync") from None
-    return {manifest.index.file: entry}
 
 
 def write_local_record(path: Path, manifest: Manifest) -> None:
-    """Record the hash of the index the device built into ``path`` (part of applying a delta)."""
-    digest, size = sha256_file(path / manifest.index.file)
-    atomic_write_json(path / LOCAL_NAME, {"files": {manifest.index.file: {"sha256": digest, "size": size}}})
+    """Record the hashes of the indexes the device built into ``path`` (part of applying a delta)."""
+    files = {}
+    for index in manifest.indexes:
+        if index.built_on_device:
+            digest, size = sha256_file(path / index.file)
+            files[index.file] = {"sha256": digest, "size": size}
+    atomic_write_json(path / LOCAL_NAME, {"files": files})
 
 
 class Bundle:

@@ -35,3 +35,7 @@ class ItemIndexError(EdgeRecError):
 
 class HistoryError(EdgeRecError):
     """The on-device history store cannot be read or written."""
+
+
+class SearchUnavailableError(EdgeRecError):
+    """The bundle has no on-device search (no tokenizer and query encoder)."""

@@ -1,51 +1,95 @@
 """A recommender that follows the device state: a sync's switch is picked up without a restart.
 
 Each call checks ``state.json`` (one ``stat``); when it changed, the new current version is opened and
-health-checked beside the old one, then swapped in with one reference assignment, so a call is served
-entirely by one version. A version that fails to open or fails its golden cases is rolled back.
+health-checked beside the old one, then swapped in, so a call is served entirely by one version. A
+replaced version is closed once the last call still using it returns. A version that fails to open or
+fails its golden cases is rolled back.
 """
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .errors import EdgeRecError
+from .golden import check_version
 from .history import HistoryStore
 from .recommender import EdgeRecommender, Recommendation
 from .signing import KeyLike
 from .state import DeviceState
-from .sync import check_version
+
+
+class _Loaded:
+    """One loaded version and how many calls are using it."""
+
+    def __init__(self, rec: EdgeRecommender, stamp: Optional[Tuple[int, int]]) -> None:
+        self.rec, self.stamp, self.users, self.retired = rec, stamp, 0, False
 
 
 class LiveRecommender:
+    """Serves recommend / similar_items / search from the device's current version (see the module docstring)."""
+
     def __init__(self, state_dir: Union[str, Path], public_keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1,
                  history: Union[str, Path, HistoryStore, None] = None, **kw: Any) -> None:
         self.device = DeviceState(state_dir)
-        self.keys, self.threshold, self.kw = public_keys, threshold, kw
+        self.keys = [public_keys] if not isinstance(public_keys, (list, tuple)) else list(public_keys)
+        self.threshold, self.kw = threshold, kw
         self.history = HistoryStore(history) if isinstance(history, (str, Path)) else history
-        self._stamp: Optional[Tuple[int, int]] = None
-        self._rec: Optional[EdgeRecommender] = None
+        self._owns_history = self.history is not history
+        self._loaded: Optional[_Loaded] = None
         self._lock = threading.Lock()
         self.rolled_back: List[str] = []
         self.refresh()
 
     @property
     def version(self) -> Optional[int]:
-        rec = self._rec
-        return rec.bundle.manifest.bundle_version if rec else None
+        loaded = self._loaded
+        return loaded.rec.bundle.manifest.bundle_version if loaded else None
+
+    def _stamp(self) -> Optional[Tuple[int, int]]:
+        try:
+            st = self.device.state_file.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_ino
 
     def refresh(self) -> EdgeRecommender:
-        """The recommender of the current version, reopened if the state changed since the last call."""
-        st = self.device.state_file.stat() if self.device.state_file.exists() else None
-        stamp = (st.st_mtime_ns, st.st_ino) if st else None
-        if stamp == self._stamp and self._rec is not None:
-            return self._rec
+        """The recommender of the current version, reopened if the state changed since the last call. It
+        stays valid until the next switch; to hold it across calls, use ``with live.current() as rec``."""
+        return self._current().rec
+
+    def _current(self) -> _Loaded:
+        stamp = self._stamp()
+        loaded = self._loaded
+        if loaded is not None and loaded.stamp == stamp:
+            return loaded
         with self._lock:
-            if stamp != self._stamp or self._rec is None:
-                self._rec = self._open_current()
-                self._stamp = stamp
-            return self._rec
+            if self._loaded is None or self._loaded.stamp != stamp:
+                new = _Loaded(self._open_current(), stamp)
+                old, self._loaded = self._loaded, new
+                if old is not None:
+                    old.retired = True
+                    if old.users == 0:
+                        old.rec.close()
+            return self._loaded
+
+    @contextmanager
+    def current(self) -> Iterator[EdgeRecommender]:
+        """The current version's recommender, kept open (even across a switch) until the block ends."""
+        while True:
+            loaded = self._current()
+            with self._lock:
+                if not loaded.retired:  # else it was replaced in between: take the new one
+                    loaded.users += 1
+                    break
+        try:
+            yield loaded.rec
+        finally:
+            with self._lock:
+                loaded.users -= 1
+                if loaded.retired and loaded.users == 0:
+                    loaded.rec.close()
 
     def _open_current(self) -> EdgeRecommender:
         while True:
@@ -54,18 +98,42 @@ class LiveRecommender:
             if path is None:
                 raise EdgeRecError(f"no version is installed in {self.device.root}; run `edge-rec sync` first")
             try:
-                keys = [self.keys] if not isinstance(self.keys, (list, tuple)) else self.keys
-                return check_version(path, keys, self.threshold, history=self.history, **self.kw)
+                return check_version(path, self.keys, self.threshold, history=self.history, **self.kw)
             except EdgeRecError as e:
                 self.rolled_back.append(f"version {self.device.state.current}: {e}")
                 if self.device.rollback(str(e)) is None:
                     raise EdgeRecError(f"no healthy version left in {self.device.root}: {e}") from None
 
+    def close(self) -> None:
+        """Close the loaded version (and a history store opened from a path)."""
+        with self._lock:
+            loaded, self._loaded = self._loaded, None
+        if loaded is not None:
+            loaded.retired = True
+            if loaded.users == 0:
+                loaded.rec.close()
+        if self._owns_history and self.history is not None:
+            self.history.close()
+
+    def __enter__(self) -> "LiveRecommender":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def recommend(self, *args: Any, **kw: Any) -> List[Recommendation]:
-        return self.refresh().recommend(*args, **kw)
+        with self.current() as rec:
+            return rec.recommend(*args, **kw)
 
     def recommend_batch(self, *args: Any, **kw: Any) -> List[List[Recommendation]]:
-        return self.refresh().recommend_batch(*args, **kw)
+        with self.current() as rec:
+            return rec.recommend_batch(*args, **kw)
 
     def similar_items(self, *args: Any, **kw: Any) -> List[Recommendation]:
-        return self.refresh().similar_items(*args, **kw)
+        with self.current() as rec:
+            return rec.similar_items(*args, **kw)
+
+    def search(self, *args: Any, **kw: Any) -> List[Recommendation]:
+        """:meth:`EdgeRecommender.search` on the current version."""
+        with self.current() as rec:
+            return rec.search(*args, **kw)

@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Optional
 from .errors import IncompatibleBundleError, ManifestError
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 2           # 2: index.built_on_device, tombstone rows (empty ids) from delta syncs
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -84,6 +84,16 @@ class TensorSpec:
         return t
 
 
+def _tflite_fields(d, where) -> Dict[str, Any]:
+    """The fields every TFLite model entry has: file, tensors, op list, Edge TPU verdict."""
+    inputs = _field(d, "inputs", list, where)
+    return {"file": _field(d, "file", str, where),
+            "inputs": [TensorSpec.from_dict(x, f"{where}.inputs[{i}]") for i, x in enumerate(inputs)],
+            "output": TensorSpec.from_dict(_field(d, "output", dict, where), f"{where}.output"),
+            "ops": _list_of(d, "ops", str, where), "float_ops": _list_of(d, "float_ops", str, where),
+            "edgetpu_compatible": _field(d, "edgetpu_compatible", bool, where)}
+
+
 @dataclass
 class ModelSpec:
     """The student: reads the last ``history_len`` item vectors (zero rows = padding), writes a query."""
@@ -101,13 +111,9 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d, where="manifest.model"):
-        inputs = _field(d, "inputs", list, where)
-        spec = cls(_field(d, "file", str, where), _field(d, "architecture", str, where),
-                   _field(d, "history_len", int, where), _field(d, "dim", int, where),
-                   [TensorSpec.from_dict(x, f"{where}.inputs[{i}]") for i, x in enumerate(inputs)],
-                   TensorSpec.from_dict(_field(d, "output", dict, where), f"{where}.output"),
-                   _list_of(d, "ops", str, where), _list_of(d, "float_ops", str, where),
-                   _field(d, "edgetpu_compatible", bool, where), _field(d, "edgetpu_file", str, where, optional=True))
+        spec = cls(architecture=_field(d, "architecture", str, where), history_len=_field(d, "history_len", int, where),
+                   dim=_field(d, "dim", int, where), edgetpu_file=_field(d, "edgetpu_file", str, where, optional=True),
+                   **_tflite_fields(d, where))
         if not spec.inputs or spec.history_len <= 0 or spec.dim <= 0:
             raise ManifestError(f"{where}: needs at least one input and positive history_len and dim")
         return spec
@@ -174,6 +180,97 @@ class GoldenCase:
 
 
 @dataclass
+class EncoderSpec:
+    """The int8 query encoder: a text's feature vector (see :class:`TextFeatures`) in, a search vector out."""
+
+    file: str
+    architecture: str
+    inputs: List[TensorSpec]
+    output: TensorSpec
+    ops: List[str]
+    float_ops: List[str]
+    edgetpu_compatible: bool
+
+    @classmethod
+    def from_dict(cls, d, where="manifest.search.encoder"):
+        spec = cls(architecture=_field(d, "architecture", str, where), **_tflite_fields(d, where))
+        if len(spec.inputs) != 1 or len(spec.inputs[0].shape) != 2 or spec.inputs[0].shape[0] != 1:
+            raise ManifestError(f"{where}: the encoder reads one (1, features) input")
+        return spec
+
+
+@dataclass
+class TextFeatures:
+    """How a query becomes the encoder's input, defined once in :mod:`edge_rec.query`: counts of the
+    SentencePiece pieces (feature = piece id) plus hashed piece bigrams (feature = vocab_size + bucket)."""
+
+    vocab_size: int
+    bigram_buckets: int
+    max_pieces: int     # only the first pieces of a (long) query count
+    max_count: float    # counts are clipped here
+
+    @property
+    def size(self) -> int:
+        return self.vocab_size + self.bigram_buckets
+
+    @classmethod
+    def from_dict(cls, d, where="manifest.search.features"):
+        f = cls(_field(d, "vocab_size", int, where), _field(d, "bigram_buckets", int, where),
+                _field(d, "max_pieces", int, where), float(_field(d, "max_count", (int, float), where)))
+        if f.vocab_size <= 0 or f.bigram_buckets < 0 or f.max_pieces <= 0 or not f.max_count > 0:
+            raise ManifestError(f"{where}: vocab_size, max_pieces and max_count must be positive, bigram_buckets >= 0")
+        return f
+
+
+@dataclass
+class SearchGoldenCase:
+    """A query with the search vector and top-10 ids the converter computed (no history, no filter)."""
+
+    query: str
+    vector: List[float]
+    top: List[str]
+
+    @classmethod
+    def from_dict(cls, d, where):
+        return cls(_field(d, "query", str, where), [float(x) for x in _list_of(d, "vector", (int, float), where)],
+                   _list_of(d, "top", str, where))
+
+
+@dataclass
+class SearchSpec:
+    """On-device search: a SentencePiece tokenizer and an int8 query encoder map text into a search space
+    where every item has an int8 vector (rows = item-table rows) and an hnswlib index."""
+
+    tokenizer: str                  # SentencePiece model file
+    encoder: EncoderSpec
+    features: TextFeatures
+    vectors: str                    # .npy int8 (count, dim)
+    scales: str                     # .npy float32 (count,)
+    index: IndexSpec
+    blend: float                    # default weight of the user's taste when a search is personalised
+    golden: List[SearchGoldenCase]
+
+    @property
+    def dim(self) -> int:
+        return self.index.dim
+
+    @classmethod
+    def from_dict(cls, d, where="manifest.search"):
+        s = cls(_field(d, "tokenizer", str, where), EncoderSpec.from_dict(_field(d, "encoder", dict, where)),
+                TextFeatures.from_dict(_field(d, "features", dict, where)), _field(d, "vectors", str, where),
+                _field(d, "scales", str, where), IndexSpec.from_dict(_field(d, "index", dict, where), f"{where}.index"),
+                float(_field(d, "blend", (int, float), where)),
+                [SearchGoldenCase.from_dict(g, f"{where}.golden[{i}]") for i, g in enumerate(_field(d, "golden", list, where))])
+        if not 0.0 <= s.blend <= 1.0:
+            raise ManifestError(f"{where}.blend must be within [0, 1]")
+        if s.encoder.inputs[0].shape[1] != s.features.size or s.encoder.output.shape[-1] != s.dim:
+            raise IncompatibleBundleError(f"{where}: the encoder reads {s.encoder.inputs[0].shape[1]} features and writes "
+                                          f"{s.encoder.output.shape[-1]} values; the features are {s.features.size}, "
+                                          f"the search index has dimension {s.dim}")
+        return s
+
+
+@dataclass
 class Signature:
     key_id: str
     sig: str
@@ -221,6 +318,7 @@ class Manifest(SignedDocument):
     files: Dict[str, FileEntry]
     golden: List[GoldenCase]
     info: Dict[str, Any] = field(default_factory=dict)
+    search: Optional[SearchSpec] = None  # format 3: on-device search (absent: this bundle has none)
     signatures: List[Signature] = field(default_factory=list)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -246,6 +344,7 @@ class Manifest(SignedDocument):
                 golden=[GoldenCase.from_dict(g, f"manifest.golden[{i}]")
                         for i, g in enumerate(_field(d, "golden", list, w))],
                 info=_field(d, "info", dict, w, optional=True) or {},
+                search=SearchSpec.from_dict(d["search"]) if d.get("search") is not None else None,
                 signatures=[Signature.from_dict(s, f"manifest.signatures[{i}]")
                             for i, s in enumerate(_field(d, "signatures", list, w, optional=True) or [])])
         m.check_consistency()
@@ -270,18 +369,30 @@ class Manifest(SignedDocument):
         except ValueError as e:  # e.g. NaN or Infinity, which canonical JSON does not allow
             raise ManifestError(f"manifest.json: {e}") from None
 
+    @property
+    def indexes(self) -> List[IndexSpec]:
+        """The hnswlib indexes of this bundle: the item index, and the search index if it has search."""
+        return [self.index] + ([self.search.index] if self.search else [])
+
     def check_consistency(self) -> None:
         """Cross-field checks: every referenced file is listed, and dims and counts agree."""
         referenced = ([self.model.file] + ([self.model.edgetpu_file] if self.model.edgetpu_file else [])
-                      + ([] if self.index.built_on_device else [self.index.file])
                       + [self.items.vectors, self.items.scales, self.items.ids, self.items.metadata, self.items.popularity])
+        if self.search:
+            referenced += [self.search.tokenizer, self.search.encoder.file, self.search.vectors, self.search.scales]
+        referenced += [i.file for i in self.indexes if not i.built_on_device]
         for name in referenced:
             if name not in self.files:
                 raise ManifestError(f"manifest.files does not list {name!r}, which the manifest uses")
-        if self.index.built_on_device and self.index.file in self.files:
-            raise ManifestError(f"manifest.files lists {self.index.file!r}, which the device builds itself")
-        if self.index.file in (MANIFEST_NAME, LOCAL_NAME) or "/" in self.index.file or self.index.file.startswith("."):
-            raise ManifestError(f"manifest.index.file: {self.index.file!r} is not a plain file name")
+        for index in self.indexes:
+            if index.built_on_device and index.file in self.files:
+                raise ManifestError(f"manifest.files lists {index.file!r}, which the device builds itself")
+            if index.file in (MANIFEST_NAME, LOCAL_NAME) or "/" in index.file or index.file.startswith("."):
+                raise ManifestError(f"manifest index file {index.file!r} is not a plain file name")
+        if self.search and (self.search.index.count != self.items.count or self.search.index.file == self.index.file
+                            or self.search.index.built_on_device != self.index.built_on_device):
+            raise IncompatibleBundleError(f"the search index ({self.search.index.file}, {self.search.index.count} items) "
+                                          f"does not match the item index ({self.index.file}, {self.items.count} items)")
         for name in self.files:
             if "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST_NAME, LOCAL_NAME):
                 raise ManifestError(f"manifest.files: {name!r} is not a plain file name")

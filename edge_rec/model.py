@@ -91,12 +91,13 @@ def load_edgetpu_delegate(backend: str) -> Tuple[Optional[Any], str]:
         return None, f"no Edge TPU: {library} could not be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
 
 
-class StudentModel:
-    """Runs the int8 student: history item vectors in, query vector out (both float, as on the manifest)."""
+class TFLiteModel:
+    """A verified TFLite model whose tensors match a manifest spec: float arrays in, float vector out
+    (int8 quantization on both sides as the manifest records it). Safe to share between threads."""
 
-    def __init__(self, model_bytes: bytes, spec: ModelSpec, num_threads: int = 1,
-                 backend: Optional[str] = None, edgetpu_bytes: Optional[bytes] = None) -> None:
-        self.spec = spec
+    def __init__(self, model_bytes: bytes, file: str, inputs: Sequence[TensorSpec], output: TensorSpec,
+                 num_threads: int = 1, backend: Optional[str] = None, edgetpu_bytes: Optional[bytes] = None) -> None:
+        self.input_specs, self.output_spec = list(inputs), output
         self._model_bytes = bytes(model_bytes)
         self.backend, interpreter_class = load_backend(backend)
         self.accelerator, self.accelerator_note = "cpu", "the bundle has no Edge TPU model: running on the CPU"
@@ -113,11 +114,11 @@ class StudentModel:
                 self._interp = reference_interpreter(self.backend, self._model_bytes, num_threads)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise ModelError(f"the TFLite model {spec.file} cannot be loaded: {e}") from None
+            raise ModelError(f"the TFLite model {file} cannot be loaded: {e}") from None
         self._inputs = self._interp.get_input_details()
         self._output = self._interp.get_output_details()[0]
-        self._check(self._inputs, spec.inputs, "input")
-        self._check([self._output], [spec.output], "output")
+        self._check(self._inputs, self.input_specs, "input")
+        self._check([self._output], [output], "output")
         self._lock = threading.Lock()
 
     @staticmethod
@@ -139,22 +140,34 @@ class StudentModel:
             value = quantize_tensor(value, spec.scale, spec.zero_point, spec.dtype)
         self._interp.set_tensor(detail["index"], value)
 
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        """The output as a flat float32 vector for one set of float inputs (in the manifest's order)."""
+        with self._lock:
+            for detail, spec, value in zip(self._inputs, self.input_specs, inputs):
+                self._feed(detail, spec, np.asarray(value, np.float32))
+            self._interp.invoke()
+            out = self._interp.get_tensor(self._output["index"]).reshape(-1)
+        o = self.output_spec
+        return out.astype(np.float32) if o.dtype == "float32" else dequantize_tensor(out, o.scale, o.zero_point)
+
+    def op_report(self) -> "OpReport":
+        return op_report(self._model_bytes, self.backend)
+
+
+class StudentModel(TFLiteModel):
+    """The int8 student: history item vectors in, query vector out (both float, as on the manifest)."""
+
+    def __init__(self, model_bytes: bytes, spec: ModelSpec, num_threads: int = 1,
+                 backend: Optional[str] = None, edgetpu_bytes: Optional[bytes] = None) -> None:
+        self.spec = spec
+        super().__init__(model_bytes, spec.file, spec.inputs, spec.output, num_threads, backend, edgetpu_bytes)
+
     def query(self, history_vectors: np.ndarray) -> np.ndarray:
         """(dim,) float32 query vector for a history given as its (n, dim) item vectors, oldest first."""
         x, mask = history_window(history_vectors, self.spec.history_len)
         if x.shape[1] != self.spec.dim:
             raise ValueError(f"history vectors have dimension {x.shape[1]}, the model reads {self.spec.dim}")
-        with self._lock:
-            self._feed(self._inputs[0], self.spec.inputs[0], x)
-            if len(self._inputs) > 1:
-                self._feed(self._inputs[1], self.spec.inputs[1], mask)
-            self._interp.invoke()
-            out = self._interp.get_tensor(self._output["index"]).reshape(-1)
-        o = self.spec.output
-        return out.astype(np.float32) if o.dtype == "float32" else dequantize_tensor(out, o.scale, o.zero_point)
-
-    def op_report(self) -> OpReport:
-        return op_report(self._model_bytes, self.backend)
+        return self.run(x, mask) if len(self.input_specs) > 1 else self.run(x)
 
 
 def op_report(model_bytes: bytes, backend: Optional[str] = None) -> OpReport:

@@ -1,24 +1,28 @@
-"""EdgeRecommender: history -> user query (int8 TFLite student) -> ANN retrieval -> re-scored, filtered top-k."""
+"""EdgeRecommender: history -> user query (int8 TFLite student) -> ANN retrieval -> re-scored, filtered top-k;
+and search: text -> query encoder -> ANN retrieval in the search space, blended with the user's taste."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .bundle import Bundle
-from .errors import ItemIndexError, ManifestError
+from .errors import ManifestError, SearchUnavailableError
 from .history import HistoryStore
 from .index import ItemIndex
 from .items import ItemTable
 from .model import StudentModel
+from .quant import dequantize_rows
+from .query import QueryEncoder
+from .retrieval import Filter, RetrievalPolicy, Retriever, matcher
 from .signing import KeyLike
 
-Filter = Union[Callable[[Dict[str, Any]], bool], Mapping[str, Any], None]
-TOLERANT_OVERLAP = 0.8  # golden top-10 overlap accepted for an index built on the device
-EXCLUDE_WINDOW = 1000  # stored events whose items are excluded as "seen"
+if TYPE_CHECKING:
+    from .golden import GoldenResult
+
 
 
 @dataclass
@@ -28,65 +32,67 @@ class Recommendation:
     metadata: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class GoldenResult:
-    """How the runtime reproduced the converter's golden cases."""
-
-    cases: int
-    top_identical: int
-    min_cosine: float
-    min_overlap: float = 1.0  # smallest top-k overlap with the expected list
-    tolerant: bool = False    # an index built on the device: near-ties may swap an item or two
-
-    @property
-    def passed(self) -> bool:
-        top_ok = self.min_overlap >= TOLERANT_OVERLAP if self.tolerant else self.top_identical == self.cases
-        return top_ok and self.min_cosine >= 0.999
-
-
-def _matcher(filter: Filter) -> Optional[Callable[[Dict[str, Any]], bool]]:
-    """A predicate over item metadata. A mapping matches when every key equals the item's value, or is
-    contained in it when the item's value is a list (``{"genres": "Comedy"}``)."""
-    if filter is None or callable(filter):
-        return filter
-    if not isinstance(filter, Mapping):
-        raise TypeError("filter must be a callable(metadata) -> bool or a mapping of metadata values")
-    wanted = dict(filter)
-
-    def match(meta: Dict[str, Any]) -> bool:
-        for key, value in wanted.items():
-            have = meta.get(key)
-            if not (have == value or (isinstance(have, list) and value in have)):
-                return False
-        return True
-    return match
-
-
 class EdgeRecommender:
     """Recommends from a verified bundle, entirely on the device."""
 
     def __init__(self, bundle: Bundle, history: Optional[HistoryStore] = None, num_threads: int = 1,
-                 backend: Optional[str] = None) -> None:
+                 backend: Optional[str] = None, policy: Optional[RetrievalPolicy] = None) -> None:
         m = bundle.manifest
         self.bundle = bundle
         self.history = history
+        self.policy = policy or RetrievalPolicy()
+        self._owned: List[Any] = []  # what close() closes besides the item table (a history store opened from a path)
         self.items = ItemTable(bundle.load_array(m.items.vectors), bundle.load_array(m.items.scales),
                                _json_list(bundle.read_bytes(m.items.ids)), bundle.load_array(m.items.popularity),
                                bundle.verify_file(m.items.metadata))
         edgetpu = bundle.read_bytes(m.model.edgetpu_file) if m.model.edgetpu_file else None
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
         self.index = ItemIndex(bundle.verify_file(m.index.file), m.index)
+        self.retriever = Retriever(self.index, self.items.dequantized, self.items, self.policy)
+        self.query_encoder: Optional[QueryEncoder] = None
+        self.search_retriever: Optional[Retriever] = None
+        if m.search is not None:
+            s = m.search
+            vectors, scales = bundle.load_array(s.vectors), bundle.load_array(s.scales)
+            if vectors.dtype != np.int8 or vectors.shape != (len(self.items), s.dim) or scales.shape != (len(self.items),):
+                raise ManifestError(f"search vectors {vectors.dtype} {vectors.shape} / scales {scales.shape} do not fit "
+                                    f"{len(self.items)} items of dimension {s.dim}")
+            self.query_encoder = QueryEncoder(bundle.read_bytes(s.tokenizer), bundle.read_bytes(s.encoder.file), s,
+                                              num_threads, backend)
+            search_index = ItemIndex(bundle.verify_file(s.index.file), s.index)
+            self.search_retriever = Retriever(search_index, lambda rows: dequantize_rows(vectors[rows], scales[rows]),
+                                              self.items, self.policy)
 
     @classmethod
     def open(cls, bundle_dir: Union[str, Path], public_key: Union[KeyLike, Iterable[KeyLike]],
              history: Union[str, Path, HistoryStore, None] = None, **kw: Any) -> "EdgeRecommender":
-        """Verify the bundle against ``public_key`` and load it; ``history`` is a HistoryStore or its path."""
+        """Verify the bundle against ``public_key`` and load it; ``history`` is a HistoryStore or its path
+        (a store opened from a path is closed by :meth:`close`)."""
         store = HistoryStore(history) if isinstance(history, (str, Path)) else history
-        return cls(Bundle.open(bundle_dir, public_key), store, **kw)
+        rec = cls(Bundle.open(bundle_dir, public_key), store, **kw)
+        if store is not history:
+            rec._owned.append(store)
+        return rec
+
+    def close(self) -> None:
+        """Release the open files (metadata, a history store opened from a path). Idempotent."""
+        self.items.close()
+        while self._owned:
+            self._owned.pop().close()
+
+    def __enter__(self) -> "EdgeRecommender":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     @property
     def history_len(self) -> int:
         return self.bundle.manifest.model.history_len
+
+    @property
+    def has_search(self) -> bool:
+        return self.query_encoder is not None
 
     def query_vector(self, rows: np.ndarray) -> np.ndarray:
         """The student's query for a history given as item-table rows, oldest first."""
@@ -100,36 +106,6 @@ class EdgeRecommender:
         rows = np.asarray(rows[:k], dtype=np.int64)
         return rows, np.zeros(len(rows), np.float32)
 
-    def _exact(self, q: np.ndarray, k: int, exclude: np.ndarray, match) -> np.ndarray:
-        """Brute force over the whole item table: for answers that cover much of the catalog."""
-        scores = self.items.dequantized(np.arange(len(self.items))) @ q
-        scores[exclude] = -np.inf
-        scores[self.items.deleted] = -np.inf
-        order = np.argsort(-scores, kind="stable")[:len(self.items) - len(np.union1d(exclude, self.items.deleted))]
-        if match is not None:
-            order = [r for r in order if match(self.items.metadata(int(r)))]
-        return np.asarray(order[:k], dtype=np.int64)
-
-    def _search(self, q: np.ndarray, k: int, exclude: np.ndarray, match) -> Tuple[np.ndarray, np.ndarray]:
-        """Top (rows, scores) from the index; with a filter, widen the search until ``k`` match or all were
-        seen. Requests reaching half the catalog go to exact search (HNSW cannot promise every node)."""
-        want = k if match is None else max(4 * k, 32)
-        while True:
-            if want + len(exclude) >= len(self.items) // 2:
-                return self._scored(self._exact(q, k, exclude, match), q)
-            try:
-                cand, dist = self.index.search(q, want, exclude)
-            except ItemIndexError:
-                return self._scored(self._exact(q, k, exclude, match), q)
-            if match is None:
-                if self.index.spec.space == "ip":  # hnswlib's ip distance is 1 - dot, over the same vectors
-                    return cand, (1.0 - dist).astype(np.float32)
-                return self._scored(cand, q)
-            kept = [r for r in cand if match(self.items.metadata(int(r)))]
-            if len(kept) >= k or len(cand) < want:
-                return self._scored(np.asarray(kept[:k], dtype=np.int64), q)
-            want *= 4
-
     def recommend_rows(self, rows: np.ndarray, k: int = 10, exclude_seen: bool = True, filter: Filter = None,
                        exclude: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (rows, scores) for a history of rows; popularity order when the history is empty."""
@@ -137,24 +113,18 @@ class EdgeRecommender:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         rows = np.asarray(rows, dtype=np.int64)
         seen = (rows if exclude is None else np.concatenate([rows, exclude])) if exclude_seen else np.zeros(0, np.int64)
-        match = _matcher(filter)
+        match = matcher(filter)
         if len(rows) == 0:
             return self._popular(k, seen, match)
         q = self.query_vector(rows[-self.history_len:])
-        return self._search(q, k, seen, match)
-
-    def _scored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Candidates ordered by their exact score against the int8 item table."""
-        scores = self.items.dequantized(cand) @ q
-        order = np.argsort(-scores, kind="stable")
-        return cand[order], scores[order].astype(np.float32)
+        return self.retriever.top(q, k, seen, match)
 
     def _history_rows(self, history: Optional[Sequence[str]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         if history is not None:
             return self.items.rows(history, strict=False), None
         if self.history is None:
             return np.zeros(0, np.int64), None
-        recent = self.history.last(max(EXCLUDE_WINDOW, self.history_len))
+        recent = self.history.last(max(self.policy.seen_window, self.history_len))
         rows = self.items.rows(recent, strict=False)
         return rows[-self.history_len:], rows
 
@@ -168,7 +138,7 @@ class EdgeRecommender:
         """
         rows, seen = self._history_rows(history)
         top, scores = self.recommend_rows(rows, k, exclude_seen, filter, exclude=seen)
-        return [Recommendation(self.items.ids[r], float(s), self.items.metadata(int(r))) for r, s in zip(top, scores)]
+        return self._results(top, scores)
 
     def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = True,
                         filter: Filter = None) -> List[List[Recommendation]]:
@@ -181,26 +151,68 @@ class EdgeRecommender:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         row = self.items.rows([item_id])[0]
         q = self.items.dequantized(np.array([row]))[0]
-        top, scores = self._search(q, k, np.array([row]), _matcher(filter))
-        return [Recommendation(self.items.ids[r], float(sc), self.items.metadata(int(r))) for r, sc in zip(top, scores)]
+        top, scores = self.retriever.top(q, k, np.array([row]), matcher(filter))
+        return self._results(top, scores)
 
-    def check_golden(self, tolerant: bool = False) -> GoldenResult:
-        """Replay the manifest's golden cases: same top-10 and query cosine >= 0.999 expected. ``tolerant``
-        (for an index a device grew itself, whose float rounding can differ from the publisher's)
-        accepts a top-10 overlap of at least TOLERANT_OVERLAP."""
-        same, cosines, overlaps = 0, [], [1.0]
-        for case in self.bundle.manifest.golden:
-            rows = self.items.rows(case.history, strict=False)
-            if len(rows):  # an empty history is served by popularity, without the model
-                q = self.query_vector(rows[-self.history_len:])
-                expected = np.asarray(case.query, np.float32)
-                cos = float(q @ expected / (np.linalg.norm(q) * np.linalg.norm(expected) + 1e-12))
-                cosines.append(cos if np.isfinite(cos) else -1.0)  # a NaN query fails the check
-            top, _ = self.recommend_rows(rows, len(case.top))
-            got = [self.items.ids[r] for r in top]
-            same += got == case.top
-            overlaps.append(len(set(got) & set(case.top)) / max(1, len(case.top)))
-        return GoldenResult(len(self.bundle.manifest.golden), same, min(cosines) if cosines else 1.0, min(overlaps), tolerant)
+    def search(self, query: str, k: int = 10, filter: Filter = None, history: Optional[Sequence[str]] = None,
+               personalize: Union[bool, float] = True) -> List[Recommendation]:
+        """Items matching a text query, best first, found on the device.
+
+        The query is normalised, tokenized and encoded by the bundle's int8 query encoder, then matched
+        against every item's search vector. With ``personalize`` (True: the bundle's blend weight w; a
+        float in [0, 1]: that weight; False or 0: none) and a history (``history``, or the device's
+        HistoryStore), the best max(50, 5k) text matches are re-ranked by
+        ``(1 - w) * cos(query, item's search vector) + w * cos(user's vector, item's vector)``.
+        Items in the history are not excluded (people search for what they know). Raises QueryError for
+        non-text or word-less queries and SearchUnavailableError when the bundle has no search; returns
+        [] when none of the query's words is in the tokenizer's vocabulary.
+        """
+        if not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if self.query_encoder is None or self.search_retriever is None:
+            raise SearchUnavailableError(
+                f"bundle version {self.bundle.manifest.bundle_version} has no search: it was converted without a "
+                "query encoder (edge-rec convert writes one from edge-rec 0.2 on; re-convert or sync a newer version)")
+        weight = self._blend_weight(personalize)
+        q = self.query_encoder.encode(query)
+        if q is None:
+            return []
+        match = matcher(filter)
+        rows = self._history_rows(history)[0] if weight > 0 else np.zeros(0, np.int64)
+        if len(rows) == 0:
+            top, scores = self.search_retriever.top(q, k, np.zeros(0, np.int64), match)
+            return self._results(top, scores)
+        want = max(self.policy.blend_candidates, 5 * k)
+        cand, text = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)
+        user = self.query_vector(rows[-self.history_len:])
+        vectors = self.items.dequantized(cand)
+        taste = vectors @ user / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(user) + 1e-12)
+        blended = (1.0 - weight) * text + weight * taste
+        order = np.argsort(-blended, kind="stable")[:k]
+        return self._results(cand[order], blended[order])
+
+    def _blend_weight(self, personalize: Union[bool, float, None]) -> float:
+        if personalize is True:
+            return self.bundle.manifest.search.blend  # type: ignore[union-attr]
+        if personalize is None or personalize is False:
+            return 0.0
+        if not isinstance(personalize, (int, float, np.floating)) or not 0.0 <= float(personalize) <= 1.0:
+            raise ValueError(f"personalize must be True, False or a weight in [0, 1], got {personalize!r}")
+        return float(personalize)
+
+    def search_vector(self, query: str) -> Optional[np.ndarray]:
+        """The query's unit vector in the search space (None when none of its words is known)."""
+        if self.query_encoder is None:
+            raise SearchUnavailableError(f"bundle version {self.bundle.manifest.bundle_version} has no search")
+        return self.query_encoder.encode(query)
+
+    def _results(self, rows: np.ndarray, scores: np.ndarray) -> List[Recommendation]:
+        return [Recommendation(self.items.ids[r], float(sc), self.items.metadata(int(r))) for r, sc in zip(rows, scores)]
+
+    def check_golden(self, tolerant: bool = False) -> "GoldenResult":
+        """Replay the manifest's golden cases (see :func:`edge_rec.golden.replay`)."""
+        from .golden import replay
+        return replay(self, tolerant)
 
 
 def _json_list(data: bytes) -> List[str]:

@@ -15,20 +15,18 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Union
 
 from . import failpoints
 from .bundle import Bundle, sha256_file
 from .channel import CHANNEL_NAME, MAX_CHANNEL_BYTES, Artifact, ChannelManifest
 from .delta import apply_delta, read_delta
 from .errors import EdgeRecError
+from .golden import check_version
 from .manifest import Manifest
 from .pack import read_pack
 from .signing import KeyLike, load_public_key, verify
 from .state import DeviceState, State
-
-if TYPE_CHECKING:
-    from .recommender import EdgeRecommender
 
 CHUNK = 64 * 1024
 
@@ -126,20 +124,6 @@ def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Opti
         if digest != expected_sha256:
             out.unlink()
             raise DownloadError(f"{url}: sha256 {digest[:12]}... differs from the signed {expected_sha256[:12]}...")
-
-
-def check_version(path: Path, keys: Sequence[KeyLike], threshold: int, **kw: Any) -> "EdgeRecommender":
-    """The health check a version must pass to be (or stay) current: verified bundle, a model that gives
-    finite answers, and every golden case reproduced. Returns the checked recommender (``kw`` as for
-    :class:`EdgeRecommender`), so a caller that serves the version need not load it again."""
-    from .recommender import EdgeRecommender
-    rec = EdgeRecommender(Bundle.open(path, keys, threshold), **kw)
-    m = rec.bundle.manifest
-    result = rec.check_golden(tolerant=m.index.built_on_device)
-    if not result.passed:
-        raise SyncError(f"version {m.bundle_version} fails its golden cases "
-                        f"({result.top_identical}/{result.cases} identical, min query cosine {result.min_cosine:.4f})")
-    return rec
 
 
 class SyncClient:
@@ -260,7 +244,8 @@ class SyncClient:
 
     def _validate_and_switch(self, stage: Path, version: int) -> None:
         try:
-            got = check_version(stage, self.keys, self.threshold).bundle.manifest.bundle_version
+            with check_version(stage, self.keys, self.threshold) as rec:
+                got = rec.bundle.manifest.bundle_version
             if got != version:
                 raise SyncError(f"the files for version {version} hold version {got}")
         except EdgeRecError as e:
@@ -274,7 +259,7 @@ class SyncClient:
     def _health_check_current(self, version: int) -> SyncStatus:
         current = self.device.current_dir()
         try:
-            check_version(current, self.keys, self.threshold)
+            check_version(current, self.keys, self.threshold).close()
         except EdgeRecError as e:
             back = self.device.rollback(str(e))
             return SyncStatus("rolled-back", back, f"version {version} failed its health check after the switch ({e}); "

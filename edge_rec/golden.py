@@ -1,0 +1,113 @@
+"""Golden cases: computed by the converter (or publisher) with the runtime's own code, replayed by every
+device, and the health check a version must pass to become (or stay) current."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Sequence, Tuple
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import EdgeRecError
+from .manifest import GoldenCase, SearchGoldenCase
+from .signing import KeyLike
+
+if TYPE_CHECKING:
+    from .recommender import EdgeRecommender
+
+TOLERANT_OVERLAP = 0.8  # golden top-10 overlap accepted for an index built on the device
+MIN_COSINE = 0.999      # query vectors must reproduce the converter's this closely
+
+
+class HealthCheckError(EdgeRecError):
+    """A version fails its health check (golden cases not reproduced)."""
+
+
+@dataclass
+class GoldenResult:
+    """How the runtime reproduced the converter's golden cases (recommendation and search)."""
+
+    cases: int
+    top_identical: int
+    min_cosine: float
+    min_overlap: float = 1.0  # smallest top-k overlap with the expected list
+    tolerant: bool = False    # an index built on the device: near-ties may swap an item or two
+    search_cases: int = 0     # of ``cases``, how many are search queries
+
+    @property
+    def passed(self) -> bool:
+        top_ok = self.min_overlap >= TOLERANT_OVERLAP if self.tolerant else self.top_identical == self.cases
+        return top_ok and self.min_cosine >= MIN_COSINE
+
+
+def compute(rec: "EdgeRecommender", histories: Sequence[np.ndarray], queries: Sequence[str] = (), k: int = 10
+            ) -> Tuple[List[GoldenCase], List[SearchGoldenCase]]:
+    """Golden cases for histories (item rows) and search queries, as this runtime answers them."""
+    cases = []
+    for rows in histories:
+        rows = np.asarray(rows, dtype=np.int64)
+        top, _ = rec.recommend_rows(rows, k)
+        query = rec.query_vector(rows) if len(rows) else np.zeros(rec.items.dim, np.float32)
+        cases.append(GoldenCase(history=[rec.items.ids[r] for r in rows], query=[float(x) for x in query],
+                                top=[rec.items.ids[r] for r in top]))
+    searches = []
+    for text in queries:
+        vector = rec.search_vector(text)
+        if vector is not None:
+            top = [r.item_id for r in rec.search(text, k=k, personalize=False)]
+            searches.append(SearchGoldenCase(query=text, vector=[float(x) for x in vector], top=top))
+    return cases, searches
+
+
+def _cosine(a: Any, expected: np.ndarray) -> float:
+    if a is None:
+        return -1.0
+    cos = float(a @ expected / (np.linalg.norm(a) * np.linalg.norm(expected) + 1e-12))
+    return cos if np.isfinite(cos) else -1.0  # a NaN query fails the check
+
+
+def replay(rec: "EdgeRecommender", tolerant: bool = False) -> GoldenResult:
+    """Replay a bundle's golden cases: same top-10 and query cosine >= MIN_COSINE expected. ``tolerant``
+    (for an index a device grew itself, whose float rounding can differ from the publisher's) accepts a
+    top-10 overlap of at least TOLERANT_OVERLAP."""
+    m = rec.bundle.manifest
+    same, cosines, overlaps = 0, [], [1.0]
+
+    def compare(got: List[str], expected: List[str]) -> None:
+        nonlocal same
+        same += got == expected
+        overlaps.append(len(set(got) & set(expected)) / max(1, len(expected)))
+
+    for case in m.golden:
+        rows = rec.items.rows(case.history, strict=False)
+        if len(rows):  # an empty history is served by popularity, without the model
+            cosines.append(_cosine(rec.query_vector(rows[-rec.history_len:]), np.asarray(case.query, np.float32)))
+        top, _ = rec.recommend_rows(rows, len(case.top))
+        compare([rec.items.ids[r] for r in top], case.top)
+    searches = m.search.golden if m.search else []
+    for sc in searches:
+        cosines.append(_cosine(rec.search_vector(sc.query), np.asarray(sc.vector, np.float32)))
+        compare([r.item_id for r in rec.search(sc.query, k=len(sc.top), personalize=False)], sc.top)
+    return GoldenResult(len(m.golden) + len(searches), same, min(cosines) if cosines else 1.0, min(overlaps), tolerant,
+                        len(searches))
+
+
+def check_version(path: Path, keys: Sequence[KeyLike], threshold: int, **kw: Any) -> "EdgeRecommender":
+    """The health check a version must pass to be (or stay) current: verified bundle, a model that gives
+    finite answers, and every golden case reproduced. Returns the checked recommender (``kw`` as for
+    :class:`EdgeRecommender`), so a caller that serves the version need not load it again; the caller
+    closes it. On failure it is closed here."""
+    from .recommender import EdgeRecommender
+    rec = EdgeRecommender(Bundle.open(path, keys, threshold), **kw)
+    try:
+        m = rec.bundle.manifest
+        result = replay(rec, tolerant=m.index.built_on_device)
+        if not result.passed:
+            raise HealthCheckError(f"version {m.bundle_version} fails its golden cases ({result.top_identical}/"
+                                   f"{result.cases} identical, min top-10 overlap {result.min_overlap:.2f}, "
+                                   f"min query cosine {result.min_cosine:.4f})")
+        return rec
+    except BaseException:
+        rec.close()
+        raise

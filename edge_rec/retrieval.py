@@ -1,0 +1,92 @@
+"""The one retrieval policy: top-k from a vector space (an hnswlib index and the int8 table it was built
+from), seen items excluded inside the search, metadata filters by widening the search, exact search
+when a request covers much of the catalog. recommend, similar_items and search all go through here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import ItemIndexError
+from .index import ItemIndex
+from .items import ItemTable
+
+Filter = Union[Callable[[Dict[str, Any]], bool], Mapping[str, Any], None]
+Match = Optional[Callable[[Dict[str, Any]], bool]]
+
+
+@dataclass(frozen=True)
+class RetrievalPolicy:
+    """The numbers of the retrieval policy (defaults measured on ML-1M and a 100k-item catalog)."""
+
+    filter_fetch: int = 4         # a filtered request first fetches filter_fetch * k items (at least min_fetch) ...
+    min_fetch: int = 32
+    widen: int = 4                # ... and multiplies the fetch by this until k items match or every item was seen
+    exact_share: float = 0.5      # a request reaching this share of the catalog is answered by exact search
+    seen_window: int = 1000       # the device history's most recent events whose items count as seen
+    blend_candidates: int = 50    # a personalised search re-ranks max(blend_candidates, 5 * k) text matches
+
+
+def matcher(filter: Filter) -> Match:
+    """A predicate over item metadata. A mapping matches when every key equals the item's value, or is
+    contained in it when the item's value is a list (``{"genres": "Comedy"}``)."""
+    if filter is None or callable(filter):
+        return filter
+    if not isinstance(filter, Mapping):
+        raise TypeError("filter must be a callable(metadata) -> bool or a mapping of metadata values")
+    wanted = dict(filter)
+
+    def match(meta: Dict[str, Any]) -> bool:
+        for key, value in wanted.items():
+            have = meta.get(key)
+            if not (have == value or (isinstance(have, list) and value in have)):
+                return False
+        return True
+    return match
+
+
+class Retriever:
+    """Top-k (rows, scores) in one space. ``vectors(rows)`` gives the float vectors the index was built
+    from; scores are inner products with them."""
+
+    def __init__(self, index: ItemIndex, vectors: Callable[[np.ndarray], np.ndarray], items: ItemTable,
+                 policy: RetrievalPolicy) -> None:
+        self.index, self.vectors, self.items, self.policy = index, vectors, items, policy
+
+    def top(self, q: np.ndarray, k: int, exclude: np.ndarray, match: Match = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` rows for query ``q``, never one in ``exclude`` or deleted; with ``match``, only rows
+        whose metadata match (fewer than ``k`` when fewer do)."""
+        p = self.policy
+        want = k if match is None else max(p.filter_fetch * k, p.min_fetch)
+        while True:
+            if want + len(exclude) >= p.exact_share * len(self.items):
+                return self.scored(self._exact(q, k, exclude, match), q)
+            try:
+                cand, dist = self.index.search(q, want, exclude)
+            except ItemIndexError:
+                return self.scored(self._exact(q, k, exclude, match), q)
+            if match is None:
+                if self.index.spec.space == "ip":  # hnswlib's ip distance is 1 - dot, over the same vectors
+                    return cand, (1.0 - dist).astype(np.float32)
+                return self.scored(cand, q)
+            kept = [r for r in cand if match(self.items.metadata(int(r)))]
+            if len(kept) >= k or len(cand) < want:
+                return self.scored(np.asarray(kept[:k], dtype=np.int64), q)
+            want *= p.widen
+
+    def scored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Candidates ordered by their exact score (inner product with the int8 table's vectors)."""
+        scores = self.vectors(cand) @ q
+        order = np.argsort(-scores, kind="stable")
+        return cand[order], scores[order].astype(np.float32)
+
+    def _exact(self, q: np.ndarray, k: int, exclude: np.ndarray, match: Match) -> np.ndarray:
+        """Brute force over the whole table: for answers that cover much of the catalog."""
+        scores = self.vectors(np.arange(len(self.items))) @ q
+        scores[exclude] = -np.inf
+        scores[self.items.deleted] = -np.inf
+        order = np.argsort(-scores, kind="stable")[:len(self.items) - len(np.union1d(exclude, self.items.deleted))]
+        if match is not None:
+            order = [r for r in order if match(self.items.metadata(int(r)))]
+        return np.asarray(order[:k], dtype=np.int64)
