@@ -7,16 +7,18 @@ into place, so a reader never sees a half-written bundle.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from edge_rec import golden
 from edge_rec.atomic import atomic_write_bytes, replace_dir, staging_dir
 from edge_rec.bundle import Bundle, read_manifest, sha256_file
 from edge_rec.errors import BundleError
-from edge_rec.items import item_file_bytes
-from edge_rec.manifest import MANIFEST_NAME, FileEntry, GoldenCase, IndexSpec, ItemsSpec, Manifest
+from edge_rec.items import item_file_bytes, vector_file_bytes
+from edge_rec.manifest import MANIFEST_NAME, FileEntry, IndexSpec, ItemsSpec, Manifest, SearchSpec, TextFeatures
 from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
@@ -26,6 +28,23 @@ from .quantize import Int8Model
 
 FILES = {"model": "student.tflite", "index": "items.hnsw", "vectors": "item_vectors.npy", "scales": "item_scales.npy",
          "ids": "item_ids.json", "metadata": "item_meta.jsonl", "popularity": "popularity.npy"}
+SEARCH_FILES = {"tokenizer": "search_tokenizer.model", "index": "search.hnsw", "vectors": "search_vectors.npy",
+                "scales": "search_scales.npy"}
+
+
+@dataclass
+class SearchPart:
+    """What a bundle with search holds besides the recommender: tokenizer, int8 encoder, item search
+    vectors (unit, float; quantized here) and their index, the default blend and the golden queries."""
+
+    tokenizer: bytes
+    encoder_tflite: bytes
+    encoder_spec: Any           # edge_rec.manifest.EncoderSpec
+    features: TextFeatures
+    item_vectors: np.ndarray
+    index: IndexChoice
+    blend: float
+    golden_queries: Sequence[str]
 
 
 def next_version(out: Path) -> int:
@@ -39,8 +58,11 @@ def next_version(out: Path) -> int:
 def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str], item_vectors: np.ndarray,
                  metadata: Sequence[Dict[str, Any]], popularity: np.ndarray, index: IndexChoice,
                  golden_histories: Sequence[np.ndarray], private_key: Union[str, Path],
-                 bundle_version: Optional[int] = None, info: Optional[Dict[str, Any]] = None) -> Manifest:
-    """Quantize the item vectors, build the index, write all files, compute golden cases, sign, publish."""
+                 bundle_version: Optional[int] = None, info: Optional[Dict[str, Any]] = None,
+                 search: Optional[SearchPart] = None,
+                 before_signing: Optional[Callable[[EdgeRecommender, Manifest], None]] = None) -> Manifest:
+    """Quantize the item vectors, build the index(es), write all files, compute golden cases, sign, publish.
+    ``before_signing`` may adjust the manifest (e.g. the search blend) using the runtime on the staged files."""
     out = Path(out)
     key = load_private_key(private_key)
     version = bundle_version if bundle_version is not None else next_version(out)
@@ -51,18 +73,27 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
         hnsw.save_index(str(stage / FILES["index"]))
         contents = {FILES[k]: data for k, data in item_file_bytes(q, scales, item_ids, metadata, popularity).items()}
         contents[FILES["model"]] = model.tflite
+        if search is not None:
+            contents.update(_search_files(search, stage))
         for name, data in contents.items():
             atomic_write_bytes(stage / name, data)
-        files = {name: FileEntry(*sha256_file(stage / name)) for name in sorted(FILES.values())}
+        names = list(FILES.values()) + ([SEARCH_FILES["index"]] if search is not None else []) + list(contents)
+        files = {name: FileEntry(*sha256_file(stage / name)) for name in sorted(set(names))}
         manifest = Manifest(
             bundle_version=version, created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             model=model.spec,
             index=IndexSpec(FILES["index"], index.space, q.shape[1], len(q), index.M, index.ef_construction, index.ef_search),
             items=ItemsSpec(FILES["vectors"], FILES["scales"], FILES["ids"], FILES["metadata"], FILES["popularity"],
                             len(q), q.shape[1]),
-            files=files, golden=[], info=dict(info or {}))
+            files=files, golden=[], info=dict(info or {}),
+            search=_search_spec(search, len(q)) if search is not None else None)
         manifest.check_consistency()
-        manifest.golden = golden_cases(EdgeRecommender(Bundle(stage, manifest, signers=[])), golden_histories)
+        with EdgeRecommender(Bundle(stage, manifest, signers=[])) as rec:
+            if before_signing is not None:
+                before_signing(rec, manifest)
+            manifest.golden, searches = golden.compute(rec, golden_histories, search.golden_queries if search else ())
+        if manifest.search is not None:
+            manifest.search.golden = searches
         manifest.signatures = [sign(manifest.canonical_bytes(), key)]
         atomic_write_bytes(stage / MANIFEST_NAME, manifest.to_json())
         replace_dir(stage, out)
@@ -73,13 +104,19 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
     return manifest
 
 
-def golden_cases(rec: EdgeRecommender, histories: Sequence[np.ndarray], k: int = 10) -> List[GoldenCase]:
-    """Histories (as item ids) with the query vector and top-k the runtime computes for them."""
-    cases = []
-    for rows in histories:
-        rows = np.asarray(rows, dtype=np.int64)
-        top, _ = rec.recommend_rows(rows, k)
-        query = rec.query_vector(rows) if len(rows) else np.zeros(rec.items.dim, np.float32)
-        cases.append(GoldenCase(history=[rec.items.ids[r] for r in rows], query=[float(x) for x in query],
-                                top=[rec.items.ids[r] for r in top]))
-    return cases
+def _search_files(search: SearchPart, stage: Path) -> Dict[str, bytes]:
+    """The search table and tokenizer files; the search index is written into ``stage`` directly."""
+    q, scales = quantize_rows(search.item_vectors)
+    hnsw = build_hnsw(dequantize_rows(q, scales), search.index.space, search.index.M, search.index.ef_construction)
+    hnsw.save_index(str(stage / SEARCH_FILES["index"]))
+    tables = vector_file_bytes(q, scales)
+    return {SEARCH_FILES["vectors"]: tables["vectors"], SEARCH_FILES["scales"]: tables["scales"],
+            SEARCH_FILES["tokenizer"]: search.tokenizer, search.encoder_spec.file: search.encoder_tflite}
+
+
+def _search_spec(search: SearchPart, count: int) -> SearchSpec:
+    i = search.index
+    dim = search.item_vectors.shape[1]
+    return SearchSpec(SEARCH_FILES["tokenizer"], search.encoder_spec, search.features, SEARCH_FILES["vectors"],
+                      SEARCH_FILES["scales"], IndexSpec(SEARCH_FILES["index"], i.space, dim, count, i.M, i.ef_construction,
+                                                        i.ef_search), search.blend, [])

@@ -78,6 +78,8 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
                    help="student architectures to try (comma-separated)")
     g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 30)")
     g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
+    g.add_argument("--no-search", action="store_true", help="a bundle without on-device search (no query encoder)")
+    g.add_argument("--search-dim", type=int, help="dimension of the search space (default 96)")
 
 
 def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> dict:
@@ -94,10 +96,16 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
         print(f"created a signing key pair in {key.parent} (devices pin {key.with_suffix('.pub').name})")
     student = StudentConfig(**{k: v for k, v in {"epochs": args.student_epochs, "history_len": args.history_len}.items()
                                if v is not None})
+    search = None
+    if not args.no_search:
+        from .search.build import SearchConfig
+        search = SearchConfig(**({"dim": args.search_dim} if args.search_dim else {}))
     config = ConvertConfig(architectures=tuple(a.strip() for a in args.architectures.split(",") if a.strip()),
-                           student=student)
+                           student=student, search=search)
     bundle = Path(args.bundle) if args.bundle else root / "bundle"
-    report = convert(dataset, split, teacher, bundle, key, config)
+    from .text import TextEncoder
+    report = convert(dataset, split, teacher, bundle, key, config, text_encoder=TextEncoder(cache_dir=root / "cache"),
+                     search_model_out=root / "search")
     md = write_report(report, root / "report")
     print(md.read_text())
     print(f"bundle: {bundle}\nreport: {md} (+ report.json and PNG plots beside it)")
@@ -163,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .publish import changes_from_catalog, channel_bundle_dim, publish_bundle, publish_changes
+    from .publish import changes_from_catalog, channel_manifest, publish_bundle, publish_changes
     if bool(args.bundle) == bool(args.changes):
         raise ValueError("give exactly one of --bundle (a new full version) or --changes (a catalog change set)")
     if args.bundle:
@@ -174,7 +182,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from .text import TextEncoder
     teacher = SASRecTeacher.load(args.teacher)
     encoder = TextEncoder(cache_dir=Path(args.teacher).parent / "cache")
-    changes = changes_from_catalog(args.changes, teacher, encoder, channel_bundle_dim(args.channel))
+    manifest = channel_manifest(args.channel)
+    search_model = None
+    if manifest.search is not None:
+        from .search.model import SearchModel
+        search_model = SearchModel.load(args.search_model or Path(args.teacher).parent / "search")
+    changes = changes_from_catalog(args.changes, teacher, encoder, manifest, search_model)
     m = publish_changes(args.channel, changes, args.key, args.expires_days)
     d = m.deltas[-1]
     print(f"channel {m.channel}: version {m.version}: {len(changes.upsert_ids)} upserted, {len(changes.delete_ids)} "
@@ -215,6 +228,8 @@ def register(sub) -> None:
     p.add_argument("--changes", metavar="FILE", help='change set JSON: {"upsert": [{"id", "title", "year", "genres"}], "delete": [ids]}')
     p.add_argument("--teacher", metavar="DIR", default="artifacts/ml-1m/teacher",
                    help="the teacher that embeds upserted items (default artifacts/ml-1m/teacher)")
+    p.add_argument("--search-model", metavar="DIR", help="the search model that places upserted items in the search "
+                                                         "space (default: <teacher>/../search, written by convert)")
     p.add_argument("--key", required=True, action="append", help="private signing key (repeatable for thresholds)")
     p.add_argument("--name", help="channel name (default: the bundle directory's name)")
     p.add_argument("--expires-days", type=float, default=7.0, help="days until devices call the channel stale (default 7)")

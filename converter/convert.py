@@ -13,13 +13,16 @@ from edge_rec.model import StudentModel
 from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
 
-from .bundle import write_bundle
+from .bundle import SearchPart, write_bundle
 from .data import Dataset, EvalSet, Split
 from .distill import StudentScorer, distill, exclude_seen_topk, topk_overlap
 from .evaluate import PopularityScorer, evaluate, evaluate_lists
 from .index import tune_index
 from .progress import say
 from .quantize import quantize_student
+from .search.build import SearchBuild, SearchConfig, build_search
+from .search.evaluate import choose_blend, headline, personalisation_effect, search_metrics
+from .search.model import SearchModel
 from .student import StudentConfig
 from .teacher import Teacher
 
@@ -34,6 +37,8 @@ class ConvertConfig:
     golden_cases: int = 16
     latency_queries: int = 300
     popularity_list: int = 1000
+    search: Optional[SearchConfig] = field(default_factory=SearchConfig)  # None: a bundle without search
+    search_eval_queries: int = 5000     # held-out queries run through the bundle's search (a seeded sample)
 
 
 class Int8Scorer:
@@ -110,36 +115,65 @@ def choose(candidates: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], str]:
 
 
 def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Path], private_key: Union[str, Path],
-            config: Optional[ConvertConfig] = None, log: Callable[[str], None] = say) -> Dict[str, Any]:
-    """Build the bundle at ``out`` and return the conversion report (metrics, sizes, latencies, curves)."""
+            config: Optional[ConvertConfig] = None, log: Callable[[str], None] = say, text_encoder=None,
+            search_model_out: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+    """Build the bundle at ``out`` and return the conversion report (metrics, sizes, latencies, curves).
+    With ``config.search``, the bundle gets on-device search (``text_encoder``: the language model) and
+    the publisher's search model is saved at ``search_model_out``."""
     c = config or ConvertConfig()
     t0 = time.time()
     n_items = dataset.n_items
-    log("[1/5] item table: teacher item vectors -> int8 rows")
+    steps = 6 if c.search else 5
+    log(f"[1/{steps}] item table: teacher item vectors -> int8 rows")
     q, scales = quantize_rows(teacher.item_vectors())
     table = dequantize_rows(q, scales)
 
-    log(f"[2/5] students: {', '.join(c.architectures)}")
+    log(f"[2/{steps}] students: {', '.join(c.architectures)}")
     candidates = train_candidates(teacher, split, table, c, log)
     pick, why = choose(candidates)
     log(f"  chosen: {why}")
 
-    log("[3/5] HNSW index: recall@10 against exact search over M x ef")
+    log(f"[3/{steps}] HNSW index: recall@10 against exact search over M x ef")
     runner = StudentModel(pick["int8"].tflite, pick["int8"].spec)
     queries = Int8Scorer(runner, table).queries(_subset(split.valid, 2000))
     index = tune_index(table, queries, target=c.recall_target)
     log(f"  M={index.M}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}, {index.bytes_per_item:.0f} B/item on disk")
 
-    log("[4/5] bundle: files, golden cases, signature")
+    search, search_part, blend_report = None, None, {}
+    if c.search is not None:
+        log(f"[4/{steps}] on-device search: tokenizer, query encoder distilled from the language model, search index")
+        if text_encoder is None:
+            from .text import TextEncoder
+            text_encoder = TextEncoder()
+        search = build_search(dataset, text_encoder, c.search, log)
+        search_part = _search_part(search, c.recall_target)
+        log(f"  search index: M={search_part.index.M}, ef_search={search_part.index.ef_search}, recall@10 "
+            f"{search_part.index.recall:.4f}")
+        if search_model_out is not None:
+            SearchModel(search.tokenizer, search.item_tower).save(search_model_out)
+
+    def tune_blend(rec: EdgeRecommender, manifest) -> None:
+        if manifest.search is None or search is None:
+            return
+        histories = [[dataset.items[i].id for i in h] for h in split.valid.histories[:2000] if len(h)]
+        weight, blend_report["choice"] = choose_blend(
+            lambda text, hist, w: [r.item_id for r in rec.search(text, k=5, history=hist or [], personalize=w)],
+            search.valid_queries[:300], histories)
+        manifest.search.blend = weight
+
+    log(f"[{steps - 1}/{steps}] bundle: files, golden cases, signature")
     counts = np.bincount(np.concatenate(split.train), minlength=n_items)
     popularity = np.argsort(-counts, kind="stable")[:c.popularity_list]
     metadata = [{"title": it.title, "year": it.year, "genres": list(it.genres), **dict(it.extra)} for it in dataset.items]
     golden = [np.asarray(h[-200:], dtype=np.int64) for h in split.test.histories[:c.golden_cases - 1]] + [np.zeros(0, np.int64)]
+    info = {"dataset": dataset.name, "student": pick["architecture"], "choice": why}
+    if search is not None:
+        info["search"] = {"query_format": search.report["query_format"], "heldout": c.search.heldout,
+                          "validation": c.search.validation, "seed": c.search.seed, "chosen": search.report["chosen"]}
     manifest = write_bundle(out, pick["int8"], [it.id for it in dataset.items], teacher.item_vectors(), metadata,
-                            popularity, index, golden, private_key,
-                            info={"dataset": dataset.name, "student": pick["architecture"], "choice": why})
-
-    log("[5/5] evaluation on the test split (teacher, fp32 student, int8 student through the index)")
+                            popularity, index, golden, private_key, info=info, search=search_part,
+                            before_signing=tune_blend)
+    log(f"[{steps}/{steps}] evaluation on the test split (teacher, fp32 student, int8 student through the index)")
     rec = EdgeRecommender.open(out, _public_key_of(private_key))
     golden_check = rec.check_golden()
     test = split.test
@@ -174,8 +208,58 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
         "students": [{k: v for k, v in cand.items() if k not in ("student", "int8")} for cand in candidates],
         "chosen": why, "ops": manifest.model.ops, "float_ops": manifest.model.float_ops,
         "edgetpu_compatible": manifest.model.edgetpu_compatible, "edgetpu_blockers": pick["edgetpu_blockers"],
-        "minutes": (time.time() - t0) / 60,
     }
+    if search is not None:
+        report["search"] = measure_search(rec, search, dataset, split, c, blend_report)
+    report["minutes"] = (time.time() - t0) / 60
+    rec.close()
+    return report
+
+
+def _search_part(search: SearchBuild, recall_target: float) -> SearchPart:
+    """The bundle's search files, with the search index tuned by recall on validation queries."""
+    q, scales = quantize_rows(search.item_vectors)
+    index = tune_index(dequantize_rows(q, scales), search.valid_vectors, target=recall_target)
+    return SearchPart(search.tokenizer, search.encoder.tflite, search.encoder.spec, search.features,
+                      search.item_vectors, index, 0.0, search.golden_queries)
+
+
+def measure_search(rec: EdgeRecommender, search: SearchBuild, dataset: Dataset, split: Split, c: ConvertConfig,
+                   blend: Dict[str, Any]) -> Dict[str, Any]:
+    """The bundle's search, through the runtime, on held-out items' queries: quality against the
+    language model (the anchor), personalisation, sizes and latency."""
+    n = len(search.eval_queries)
+    sample = np.sort(np.random.default_rng(0).choice(n, min(n, c.search_eval_queries), replace=False))
+    queries, anchor = [search.eval_queries[i] for i in sample], search.anchor_top[sample]
+    row = {item_id: r for r, item_id in enumerate(rec.items.ids)}
+    times, tops = [], []
+    for q in queries:
+        t = time.perf_counter()
+        results = rec.search(q.text, k=10, personalize=False)
+        times.append(time.perf_counter() - t)
+        tops.append([row[r.item_id] for r in results])
+    device = search_metrics(tops, queries, dataset.items, anchor)
+    histories = [[dataset.items[i].id for i in h] for h in split.test.histories if len(h)]
+    effect = personalisation_effect(lambda text, h: [r.item_id for r in rec.search(text, k=10, history=h)],
+                                    queries[:300], histories)
+    known = [q for q in queries if q.known_item][:300]
+    users = np.random.default_rng(1).integers(0, len(histories), len(known))
+    personal_success = float(np.mean([q.item_id in [r.item_id for r in rec.search(q.text, k=5, history=histories[u])]
+                                      for q, u in zip(known, users)]))
+    m = rec.bundle.manifest
+    files = {name: m.files[name].size for name in (m.search.tokenizer, m.search.encoder.file, m.search.vectors,
+                                                     m.search.scales, m.search.index.file)}
+    report = dict(search.report)
+    report.update({
+        "device_heldout": device, "headline": headline(device), "anchor_headline": headline(search_metrics(
+            anchor, queries, dataset.items, anchor)),
+        "personalisation": {**effect, "weight": m.search.blend, "known_item_success@5_with_history": personal_success,
+                            **blend},
+        "latency_ms": {"p50": 1e3 * float(np.median(times)), "p99": 1e3 * float(np.percentile(times, 99)),
+                       "queries": len(times)},
+        "files": files, "tokenizer_and_encoder_bytes": files[m.search.tokenizer] + files[m.search.encoder.file],
+        "index": {"M": m.search.index.M, "ef_search": m.search.index.ef_search, "dim": m.search.dim},
+    })
     return report
 
 

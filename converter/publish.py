@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from edge_rec import golden
 from edge_rec.atomic import atomic_write_bytes
 from edge_rec.bundle import Bundle, sha256_file, write_local_record
 from edge_rec.channel import CHANNEL_NAME, Artifact, ChannelManifest
@@ -28,8 +29,6 @@ from edge_rec.pack import read_pack, write_pack
 from edge_rec.quant import quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
-
-from .bundle import golden_cases
 
 MAX_DELTAS = 30  # deltas kept in the channel; devices further behind take the snapshot
 PathLike = Union[str, Path]
@@ -123,20 +122,23 @@ def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expir
         unpack_snapshot(channel, current.snapshot, base_dir)
         base = Bundle.open(base_dir, [k.public_key() for k in keys])
         m = base.manifest
-        names = {"vectors": m.items.vectors, "scales": m.items.scales, "ids": m.items.ids,
-                 "metadata": m.items.metadata, "popularity": m.items.popularity}
-        built = build_version(base, changes, stage, names)
         target = copy.deepcopy(m)
         target.bundle_version = m.bundle_version + 1
         target.created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        target.items.count = target.index.count = built.count
-        target.index.built_on_device = True
+        for index in target.indexes:
+            index.built_on_device = True
+        built = build_version(base, changes, stage, target)
+        for index in [target.items] + target.indexes:
+            index.count = built.count
         target.files = dict(built.files)
         target.info = dict(m.info, parent_version=m.bundle_version, changes={
             "upserted": len(changes.upsert_ids), "deleted": len(changes.delete_ids)})
         write_local_record(stage, target)
-        rec = EdgeRecommender(Bundle(stage, target, signers=[]))
-        target.golden = golden_cases(rec, [rec.items.rows(g.history, strict=False) for g in m.golden])
+        with EdgeRecommender(Bundle(stage, target, signers=[])) as rec:
+            queries = [g.query for g in m.search.golden] if m.search else []
+            target.golden, searches = golden.compute(rec, [rec.items.rows(g.history, strict=False) for g in m.golden], queries)
+        if target.search is not None:
+            target.search.golden = searches
         delta_manifest = _signed(target, keys)
         rel = f"deltas/v{m.bundle_version}-v{target.bundle_version}.pack"
         tmp_delta = Path(tmp) / "delta.pack"
@@ -146,21 +148,33 @@ def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expir
         os.replace(tmp_delta, channel / rel)
         digest, size = sha256_file(channel / rel)
         delta_artifact = Artifact(rel, digest, size, target.bundle_version, m.bundle_version)
-        full = copy.deepcopy(target)  # the snapshot ships the index itself, so it is listed and hashed
-        full.index.built_on_device = False
-        full.files[full.index.file] = FileEntry(*sha256_file(stage / full.index.file))
+        full = copy.deepcopy(target)  # the snapshot ships the indexes themselves, so they are listed and hashed
+        for index in full.indexes:
+            index.built_on_device = False
+            full.files[index.file] = FileEntry(*sha256_file(stage / index.file))
         snapshot = _write_snapshot(channel, stage, _signed(full, keys), full.bundle_version)
     return _write_channel(channel, current.channel, target.bundle_version, snapshot,
                           current.deltas + [delta_artifact], keys, expires_days)
 
 
 def changes_from_vectors(upserts: Dict[str, np.ndarray], metadata: Dict[str, Dict[str, Any]],
-                         deletes: Sequence[str] = ()) -> ItemChanges:
-    """ItemChanges from float item vectors (in the bundle's item space) and metadata, by item id."""
+                         deletes: Sequence[str] = (), search_vectors: Optional[Dict[str, np.ndarray]] = None) -> ItemChanges:
+    """ItemChanges from float item vectors (in the bundle's item space), metadata and, for bundles with
+    search, float search vectors, by item id."""
     ids = list(upserts)
-    vectors = np.stack([upserts[i] for i in ids]) if ids else np.zeros((0, 0), np.float32)
-    q, scales = quantize_rows(vectors) if ids else (np.zeros((0, 0), np.int8), np.zeros(0, np.float32))
-    return ItemChanges(ids, [metadata.get(i, {}) for i in ids], q, scales, list(deletes))
+
+    def quantized(by_id: Dict[str, np.ndarray]) -> "tuple[np.ndarray, np.ndarray]":
+        if not ids:
+            return np.zeros((0, 0), np.int8), np.zeros(0, np.float32)
+        return quantize_rows(np.stack([by_id[i] for i in ids]))
+    q, scales = quantized(upserts)
+    changes = ItemChanges(ids, [metadata.get(i, {}) for i in ids], q, scales, list(deletes))
+    if search_vectors is not None:
+        missing = [i for i in ids if i not in search_vectors]
+        if missing:
+            raise PublishError(f"no search vector for upserted item(s) {missing[:5]}")
+        changes.upsert_search_vectors, changes.upsert_search_scales = quantized(search_vectors)
+    return changes
 
 
 def read_change_set(path: PathLike) -> "tuple[list, list]":
@@ -170,7 +184,9 @@ def read_change_set(path: PathLike) -> "tuple[list, list]":
         raw = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise PublishError(f"cannot read the change set {path}: {e}") from None
-    upsert, delete = raw.get("upsert", []), raw.get("delete", []) if isinstance(raw, dict) else (None, None)
+    if not isinstance(raw, dict):
+        raise PublishError(f"{path}: expected a JSON object with lists 'upsert' and 'delete', got {type(raw).__name__}")
+    upsert, delete = raw.get("upsert", []), raw.get("delete", [])
     if not isinstance(upsert, list) or not isinstance(delete, list):
         raise PublishError(f"{path}: expected an object with lists 'upsert' and 'delete'")
     for i, item in enumerate(upsert):
@@ -179,28 +195,39 @@ def read_change_set(path: PathLike) -> "tuple[list, list]":
     return upsert, [str(d) for d in delete]
 
 
-def changes_from_catalog(change_file: PathLike, teacher, encoder, dim: int) -> ItemChanges:
+def changes_from_catalog(change_file: PathLike, teacher, encoder, manifest: Manifest, search_model=None) -> ItemChanges:
     """Embed a change set's items with the teacher (ID embedding + text for known items, text alone for
-    new ones: cold start) and quantize them like the bundle's item table."""
+    new ones: cold start) and, when the channel's bundle has search, into the search space with the
+    search model; quantize them like the bundle's tables."""
     from .data import Item
     upsert, delete = read_change_set(change_file)
+    dim = manifest.items.dim
     items = [Item(str(u["id"]), str(u.get("title", "")), u.get("year"), tuple(u.get("genres", ())),
                   {k: str(v) for k, v in u.items() if k not in ("id", "title", "year", "genres")}) for u in upsert]
-    vectors = teacher.item_vectors_from_text([it.id for it in items], encoder.encode([it.text() for it in items])) \
-        if items else np.zeros((0, dim), np.float32)
+    text = encoder.encode([it.text() for it in items]) if items else np.zeros((0, 384), np.float32)
+    vectors = teacher.item_vectors_from_text([it.id for it in items], text) if items else np.zeros((0, dim), np.float32)
     if items and vectors.shape[1] != dim:
         raise PublishError(f"the teacher's item space has dimension {vectors.shape[1]}, the channel's bundle {dim}")
+    search = None
+    if manifest.search is not None:
+        if search_model is None:
+            raise PublishError("the channel's bundle has search: give the search model (--search-model, written by "
+                               "edge-rec convert beside the teacher) so new items are searchable")
+        if search_model.dim != manifest.search.dim:
+            raise PublishError(f"the search model has dimension {search_model.dim}, the channel's search index "
+                               f"{manifest.search.dim}: use the search model of the bundle's conversion")
+        search = dict(zip([it.id for it in items], search_model.item_vectors(items, text))) if items else {}
     meta = {it.id: {"title": it.title, "year": it.year, "genres": list(it.genres), **dict(it.extra)} for it in items}
-    return changes_from_vectors({it.id: v for it, v in zip(items, vectors)}, meta, delete)
+    return changes_from_vectors({it.id: v for it, v in zip(items, vectors)}, meta, delete, search)
 
 
-def channel_bundle_dim(channel: PathLike) -> int:
+def channel_manifest(channel: PathLike) -> Manifest:
+    """The bundle manifest of the channel's latest version (from its snapshot)."""
     current = read_channel(channel)
     if current is None:
         raise PublishError(f"{channel} has no {CHANNEL_NAME}")
     pack = read_pack(Path(channel) / current.snapshot.file, "snapshot")
     try:
-        return Manifest.from_bytes(pack.read(MANIFEST_NAME)).items.dim
+        return Manifest.from_bytes(pack.read(MANIFEST_NAME))
     except BundleError as e:
         raise PublishError(f"the channel's snapshot is unreadable: {e}") from None
-

@@ -8,7 +8,7 @@ student: cosine of the query vectors and top-10 overlap over the item table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
@@ -34,8 +34,9 @@ class Int8Model:
     parity: Dict[str, float] = field(default_factory=dict)
 
 
-def to_tflite_int8(student: keras.Model, config: StudentConfig, representative: Sequence[Sequence[np.ndarray]]) -> bytes:
-    """Convert with TFLITE_BUILTINS_INT8 only; every sample is a tuple of (1, ...) float inputs."""
+def to_tflite_int8(student: Callable[..., Any], representative: Sequence[Sequence[np.ndarray]]) -> bytes:
+    """Convert ``student`` (a Keras model or a function of tensors taking ``training``) with
+    TFLITE_BUILTINS_INT8 only; every sample is a tuple of (1, ...) float inputs."""
     shapes = [tuple(a.shape) for a in representative[0]]
     specs = [tf.TensorSpec(s, tf.float32) for s in shapes]
 
@@ -83,26 +84,35 @@ def quantize_student(student: keras.Model, config: StudentConfig, table: np.ndar
                      min_cosine: float = 0.98, min_overlap: float = 0.7) -> Int8Model:
     """Convert, describe and parity-check the student; raise ParityError below the thresholds."""
     dim = table.shape[1]
-    tflite = to_tflite_int8(student, config, representative_inputs(representative_histories, table, config))
+    tflite = to_tflite_int8(student, representative_inputs(representative_histories, table, config))
     spec = model_spec(tflite, config, dim)
     runner = StudentModel(tflite, spec)
     report = runner.op_report()
     spec.ops, spec.float_ops = sorted(set(report.ops)), sorted(set(report.float_ops))
     spec.edgetpu_compatible = not report.edgetpu_blockers
     parity = check_parity(runner, StudentScorer(student, table, config.history_len), table, parity_histories)
-    if parity["cosine_mean"] < min_cosine or parity["top10_overlap"] < min_overlap:
-        raise ParityError(f"int8 model out of parity with the fp32 student: mean cosine {parity['cosine_mean']:.4f} "
-                          f"(need >= {min_cosine}), top-10 overlap {parity['top10_overlap']:.3f} (need >= {min_overlap}). "
-                          "Try more representative histories or another student architecture.")
+    parity_gate(parity, min_cosine, min_overlap, "int8 model")
     return Int8Model(tflite, spec, report, parity)
+
+
+def parity_gate(parity: Dict[str, float], min_cosine: float, min_overlap: float, what: str) -> None:
+    """Refuse a conversion whose int8 outputs drifted from fp32 (mean cosine, top-10 overlap)."""
+    if parity["cosine_mean"] < min_cosine or parity["top10_overlap"] < min_overlap:
+        raise ParityError(f"{what} out of parity with fp32: mean cosine {parity['cosine_mean']:.4f} "
+                          f"(need >= {min_cosine}), top-10 overlap {parity['top10_overlap']:.3f} (need >= {min_overlap}). "
+                          "Try more representative inputs or another architecture.")
+
+
+def parity(q8: np.ndarray, q32: np.ndarray, table: np.ndarray, seen: Sequence[np.ndarray] = ()) -> Dict[str, float]:
+    """Cosine between int8 and fp32 query vectors and the overlap of their top-10 over ``table``
+    (``seen`` rows per query excluded, as the device excludes a user's history)."""
+    cos = (q8 * q32).sum(1) / (np.linalg.norm(q8, axis=1) * np.linalg.norm(q32, axis=1) + 1e-12)
+    exclude = list(seen) or [np.zeros(0, np.int64)] * len(q8)
+    overlap = topk_overlap(exclude_seen_topk(q8 @ table.T, exclude, 10), exclude_seen_topk(q32 @ table.T, exclude, 10))
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "top10_overlap": overlap, "cases": len(q8)}
 
 
 def check_parity(runner: StudentModel, fp32: StudentScorer, table: np.ndarray,
                  histories: Sequence[np.ndarray]) -> Dict[str, float]:
-    """Cosine between int8 and fp32 query vectors and top-10 overlap of their rankings."""
-    q8 = np.stack([runner.query(table[h]) for h in histories])
-    q32 = fp32.queries(histories)
-    cos = (q8 * q32).sum(1) / (np.linalg.norm(q8, axis=1) * np.linalg.norm(q32, axis=1) + 1e-12)
-    overlap = topk_overlap(exclude_seen_topk(q8 @ table.T, histories, 10), exclude_seen_topk(q32 @ table.T, histories, 10))
-    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "top10_overlap": overlap,
-            "cases": len(histories)}
+    """Parity of the int8 student with the fp32 one on real histories."""
+    return parity(np.stack([runner.query(table[h]) for h in histories]), fp32.queries(histories), table, histories)

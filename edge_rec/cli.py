@@ -69,6 +69,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    rec = _open(args)
+    history = [h for h in args.history.split(",") if h] if args.history is not None else None
+    personalize = False if args.no_personalize else (args.personalize if args.personalize is not None else True)
+    recs = rec.search(args.query, k=args.k, filter=_filter(args.filter), history=history, personalize=personalize)
+    if not recs and not args.json:
+        print("no results: none of the query's words is in this bundle's vocabulary", file=sys.stderr)
+    _print_recs(recs, args.json)
+    return 0
+
+
 def cmd_similar(args: argparse.Namespace) -> int:
     rec = _open(args)
     try:
@@ -179,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history-db", metavar="FILE", help="the on-device history database")
     p.add_argument("--include-seen", action="store_true", help="do not exclude items already in the history")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("search", parents=[device, shown], help="search the catalog by text, on the device")
+    p.add_argument("query", help='the words to search for, e.g. "a 90s comedy"')
+    p.add_argument("--history", metavar="ID,ID,...", help="personalise with these item ids (default: --history-db)")
+    p.add_argument("--history-db", metavar="FILE", help="the on-device history database (personalises the results)")
+    p.add_argument("--personalize", type=float, metavar="W", help="weight of the user's taste, 0-1 (default: the bundle's)")
+    p.add_argument("--no-personalize", action="store_true", help="rank by the text alone")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("similar", parents=[device, shown], help="items similar to one item")
     p.add_argument("item", help="item id")

@@ -1,10 +1,11 @@
 """Deltas between bundle versions: the format (a pack) and the one function that applies one.
 
-A delta from version N to N+1 carries item upserts (int8 vectors with scales, metadata), deletions,
-optionally a replacement model, and the signed manifest of version N+1. Applying it rebuilds the item
-table (byte-identical to what the publisher computed, so its sha256 must match the signed manifest),
-copies or replaces the model, and grows the previous HNSW index in place (hnswlib update / add /
-mark_deleted). The publisher runs this same function to compute version N+1, so both sides agree.
+A delta from version N to N+1 carries item upserts (int8 vectors with scales, metadata, and
+search vectors when the bundle has search), deletions, optionally a replacement model, and the signed
+manifest of version N+1. Applying it rebuilds the item (and search) tables (byte-identical to what the
+publisher computed, so their sha256 must match the signed manifest), copies or replaces the model, and
+grows the previous HNSW indexes in place (hnswlib update / add / mark_deleted), so items a delta adds
+are recommendable and searchable at once. The publisher runs this same function to compute version N+1, so both sides agree.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import numpy as np
 from . import failpoints
 from .bundle import Bundle, sha256_file, write_local_record
 from .errors import EdgeRecError, IncompatibleBundleError, IntegrityError
-from .items import TOMBSTONE, item_file_bytes, metadata_line
-from .manifest import MANIFEST_NAME, FileEntry, Manifest
+from .items import TOMBSTONE, item_file_bytes, metadata_line, vector_file_bytes
+from .manifest import MANIFEST_NAME, FileEntry, IndexSpec, Manifest
 from .pack import Pack, PackError, read_pack, write_pack
 from .quant import dequantize_rows
 
@@ -42,12 +43,26 @@ class ItemChanges:
     upsert_vectors: np.ndarray  # int8 (n, dim)
     upsert_scales: np.ndarray   # float32 (n,)
     delete_ids: List[str] = field(default_factory=list)
+    upsert_search_vectors: Optional[np.ndarray] = None  # int8 (n, search dim): for bundles with search
+    upsert_search_scales: Optional[np.ndarray] = None   # float32 (n,)
 
-    def check(self, dim: int, where: str = "delta") -> None:
+    def check(self, dim: int, where: str = "delta", search_dim: Optional[int] = None) -> None:
         n = len(self.upsert_ids)
         if len(self.upsert_metadata) != n or self.upsert_vectors.shape != (n, dim) or self.upsert_scales.shape != (n,):
             raise DeltaError(f"{where}: {n} upserted ids, {len(self.upsert_metadata)} metadata, vectors "
                              f"{self.upsert_vectors.shape}, scales {self.upsert_scales.shape} (dim {dim})")
+        has_search = self.upsert_search_vectors is not None
+        if search_dim is None and has_search:
+            raise DeltaError(f"{where}: carries search vectors, but the bundle has no search")
+        if search_dim is not None:
+            if not has_search or self.upsert_search_scales is None:
+                raise DeltaError(f"{where}: the bundle has search, so upserted items need search vectors "
+                                 "(publish with the search model)")
+            if self.upsert_search_vectors.shape != (n, search_dim) or self.upsert_search_scales.shape != (n,):
+                raise DeltaError(f"{where}: search vectors {self.upsert_search_vectors.shape} and scales "
+                                 f"{self.upsert_search_scales.shape} for {n} upserts of search dim {search_dim}")
+            if not np.all(np.isfinite(self.upsert_search_scales)) or np.any(self.upsert_search_scales <= 0):
+                raise DeltaError(f"{where}: search vector scales must be finite and positive")
         ids = self.upsert_ids + self.delete_ids
         if any(not isinstance(i, str) or i == TOMBSTONE for i in ids):
             raise DeltaError(f"{where}: item ids must be non-empty strings")
@@ -76,6 +91,10 @@ def write_delta(path: Path, delta: Delta) -> None:
             "upsert_metadata": c.upsert_metadata, "delete_ids": c.delete_ids, "dim": int(c.upsert_vectors.shape[1])}
     sections = {"manifest": delta.manifest, "upsert_vectors": np.ascontiguousarray(c.upsert_vectors, np.int8).tobytes(),
                 "upsert_scales": np.ascontiguousarray(c.upsert_scales, "<f4").tobytes()}
+    if c.upsert_search_vectors is not None and c.upsert_search_scales is not None:
+        meta["search_dim"] = int(c.upsert_search_vectors.shape[1])
+        sections["upsert_search_vectors"] = np.ascontiguousarray(c.upsert_search_vectors, np.int8).tobytes()
+        sections["upsert_search_scales"] = np.ascontiguousarray(c.upsert_search_scales, "<f4").tobytes()
     if delta.model is not None:
         sections["model"] = delta.model
     write_pack(path, KIND, meta, sections)
@@ -103,7 +122,17 @@ def read_delta(path: Path) -> Delta:
                          f"scale bytes, got {len(vectors)} and {len(scales)}")
     changes = ItemChanges(lists[0], lists[1], np.frombuffer(vectors, np.int8).reshape(n, dim),
                           np.frombuffer(scales, "<f4").astype(np.float32), lists[2])
-    changes.check(dim, Path(path).name)
+    search_dim = m.get("search_dim")
+    if search_dim is not None:
+        if type(search_dim) is not int or search_dim <= 0:
+            raise DeltaError(f"{Path(path).name}: search_dim must be a positive integer")
+        sv, ss = _section(pack, "upsert_search_vectors"), _section(pack, "upsert_search_scales")
+        if len(sv) != n * search_dim or len(ss) != 4 * n:
+            raise DeltaError(f"{Path(path).name}: {n} upserts of search dim {search_dim} need {n * search_dim} and "
+                             f"{4 * n} bytes, got {len(sv)} and {len(ss)}")
+        changes.upsert_search_vectors = np.frombuffer(sv, np.int8).reshape(n, search_dim)
+        changes.upsert_search_scales = np.frombuffer(ss, "<f4").astype(np.float32)
+    changes.check(dim, Path(path).name, search_dim)
     model = _section(pack, "model") if "model" in pack.sections else None
     return Delta(ints["from_version"], ints["to_version"], base, changes, _section(pack, "manifest"), model)
 
@@ -117,25 +146,40 @@ def _section(pack: Pack, name: str) -> bytes:
 
 @dataclass
 class BuiltVersion:
-    """What :func:`build_version` wrote: the files (besides the index) with their hashes, and the table size."""
+    """What :func:`build_version` wrote: the files (besides the indexes) with their hashes, and the table size."""
 
     files: Dict[str, FileEntry]
     count: int
-    index_file: str
 
 
-def build_version(base: Bundle, changes: ItemChanges, out: Path, item_names: Dict[str, str],
-                  model: Optional[bytes] = None, model_name: Optional[str] = None) -> BuiltVersion:
-    """Write base + changes into the empty directory ``out``: item table, model, grown index.
+def _table(base: Bundle, vectors_file: str, scales_file: str) -> "tuple[np.ndarray, np.ndarray]":
+    return base.load_array(vectors_file).copy(), base.load_array(scales_file).astype(np.float32).copy()
+
+
+def _apply_rows(vectors: np.ndarray, scales: np.ndarray, deleted: List[int], new_rows: Dict[int, int], n_total: int,
+                upsert_vectors: np.ndarray, upsert_scales: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """An int8 table after the changes: deleted rows zeroed (scale 1), rows appended, upserted rows written."""
+    grow = n_total - len(vectors)
+    vectors = np.concatenate([vectors, np.zeros((grow, vectors.shape[1]), np.int8)])
+    scales = np.concatenate([scales, np.ones(grow, np.float32)])
+    for r in deleted:
+        vectors[r], scales[r] = 0, 1.0
+    for i, r in new_rows.items():
+        vectors[r], scales[r] = upsert_vectors[i], upsert_scales[i]
+    return vectors, scales
+
+
+def build_version(base: Bundle, changes: ItemChanges, out: Path, target: Manifest, model: Optional[bytes] = None
+                  ) -> BuiltVersion:
+    """Write base + changes into the empty directory ``out`` under ``target``'s file names: item table,
+    search table, model and tokenizer, grown indexes.
 
     Rows keep their numbers (deleted ones become tombstones), upserts of known ids replace their row,
-    new ids are appended; popularity drops deleted rows and appends new ones (least popular). The
+    new ids are appended; popularity drops deleted rows and appends new ones (least popular). Each
     index is the base index with the same operations, in a fixed order, on one thread.
     """
     m = base.manifest
-    changes.check(m.items.dim)
-    vectors = base.load_array(m.items.vectors).copy()
-    scales = base.load_array(m.items.scales).astype(np.float32).copy()
+    changes.check(m.items.dim, search_dim=m.search.dim if m.search else None)
     ids: List[str] = json.loads(base.read_bytes(m.items.ids))
     lines = base.read_bytes(m.items.metadata).splitlines(keepends=True)
     popularity = base.load_array(m.items.popularity).astype(np.int64)
@@ -147,42 +191,49 @@ def build_version(base: Bundle, changes: ItemChanges, out: Path, item_names: Dic
             raise DeltaError(f"the delta deletes {item_id!r}, which version {m.bundle_version} does not have")
         deleted.append(r)
         ids[r], lines[r] = TOMBSTONE, metadata_line({})
-        vectors[r], scales[r] = 0, 1.0
-    updated, appended = [], []
-    new_rows = {}
+    appended, new_rows = [], {}
     for i, item_id in enumerate(changes.upsert_ids):
         r = row_of.get(item_id)
         if r is None:
             r = len(ids) + len(appended)
             appended.append(i)
-        else:
-            updated.append(r)
         new_rows[i] = r
     n_total = len(ids) + len(appended)
-    vectors = np.concatenate([vectors, np.zeros((len(appended), m.items.dim), np.int8)])
-    scales = np.concatenate([scales, np.ones(len(appended), np.float32)])
+    vectors, scales = _apply_rows(*_table(base, m.items.vectors, m.items.scales), deleted, new_rows, n_total,
+                                  changes.upsert_vectors, changes.upsert_scales)
     ids += [changes.upsert_ids[i] for i in appended]
     lines += [b""] * len(appended)
     for i, r in new_rows.items():
-        vectors[r], scales[r] = changes.upsert_vectors[i], changes.upsert_scales[i]
         lines[r] = metadata_line(changes.upsert_metadata[i])
     gone = set(deleted)
     popularity = np.asarray([r for r in popularity.tolist() if r not in gone]
                             + [new_rows[i] for i in appended], dtype=np.int32)
+    t = target.items
+    names = {"vectors": t.vectors, "scales": t.scales, "ids": t.ids, "metadata": t.metadata, "popularity": t.popularity}
     files: Dict[str, FileEntry] = {}
     for key, data in item_file_bytes(vectors, scales, ids, lines, popularity).items():
-        files[item_names[key]] = _write(out / item_names[key], data)
-    model_name = model_name or m.model.file
+        files[names[key]] = _write(out / names[key], data)
     failpoints.reached("stage-model")
     if model is not None:
-        files[model_name] = _write(out / model_name, model)
+        files[target.model.file] = _write(out / target.model.file, model)
     else:
-        shutil.copyfile(base.verify_file(m.model.file), out / model_name)
-        files[model_name] = FileEntry(*sha256_file(out / model_name))
+        files[target.model.file] = _copy(base, m.model.file, out / target.model.file)
+    changed = sorted(set(new_rows.values()))
+    grown = [(m.index, target.index, dequantize_rows(vectors, scales))]
+    if m.search is not None and target.search is not None:
+        s, ts = m.search, target.search
+        sv, ss = _apply_rows(*_table(base, s.vectors, s.scales), deleted, new_rows, n_total,
+                             changes.upsert_search_vectors, changes.upsert_search_scales)
+        for key, data in vector_file_bytes(sv, ss).items():
+            name = ts.vectors if key == "vectors" else ts.scales
+            files[name] = _write(out / name, data)
+        for src, dst in ((s.tokenizer, ts.tokenizer), (s.encoder.file, ts.encoder.file)):
+            files[dst] = _copy(base, src, out / dst)
+        grown.append((s.index, ts.index, dequantize_rows(sv, ss)))
     failpoints.reached("stage-index")
-    _grow_index(base, out / m.index.file, n_total, sorted(deleted), sorted(set(new_rows.values())),
-                dequantize_rows(vectors, scales))
-    return BuiltVersion(files, n_total, m.index.file)
+    for spec, target_spec, table in grown:
+        _grow_index(base, spec, out / target_spec.file, n_total, sorted(deleted), changed, table)
+    return BuiltVersion(files, n_total)
 
 
 def _write(path: Path, data: bytes) -> FileEntry:
@@ -191,11 +242,16 @@ def _write(path: Path, data: bytes) -> FileEntry:
     return FileEntry(hashlib.sha256(data).hexdigest(), len(data))
 
 
-def _grow_index(base: Bundle, out: Path, count: int, deleted: List[int], changed: List[int], vectors: np.ndarray) -> None:
+def _copy(base: Bundle, name: str, dst: Path) -> FileEntry:
+    shutil.copyfile(base.verify_file(name), dst)
+    return FileEntry(*sha256_file(dst))
+
+
+def _grow_index(base: Bundle, spec: IndexSpec, out: Path, count: int, deleted: List[int], changed: List[int],
+                vectors: np.ndarray) -> None:
     import hnswlib
 
     from .index import check_header
-    spec = base.manifest.index
     src = base.verify_file(spec.file)
     check_header(src, spec)
     index = hnswlib.Index(space=spec.space, dim=spec.dim)
@@ -218,13 +274,15 @@ def apply_delta(base: Bundle, delta: Delta, out: Path, target: Manifest) -> None
                          f"the device has version {m.bundle_version} (manifest {base_sha[:12]})")
     if target.bundle_version != delta.to_version or not target.index.built_on_device:
         raise DeltaError(f"the delta's manifest is version {target.bundle_version}, the delta says {delta.to_version}")
-    t, b = target.index, m.index
-    if (t.space, t.dim, t.M, t.file) != (b.space, b.dim, b.M, b.file) or target.items.dim != m.items.dim:
-        raise IncompatibleBundleError(f"version {target.bundle_version}'s index ({t.space}, dim {t.dim}, M {t.M}) "
-                                      f"cannot grow from version {m.bundle_version}'s ({b.space}, dim {b.dim}, M {b.M})")
-    names = {"vectors": target.items.vectors, "scales": target.items.scales, "ids": target.items.ids,
-             "metadata": target.items.metadata, "popularity": target.items.popularity}
-    built = build_version(base, delta.changes, out, names, delta.model, target.model.file)
+    if target.items.dim != m.items.dim or (target.search is None) != (m.search is None):
+        raise IncompatibleBundleError(f"version {target.bundle_version} (item dim {target.items.dim}, "
+                                      f"{'with' if target.search else 'without'} search) cannot grow from version "
+                                      f"{m.bundle_version} (item dim {m.items.dim}, {'with' if m.search else 'without'} search)")
+    for t, b in zip(target.indexes, m.indexes):
+        if (t.space, t.dim, t.M, t.file) != (b.space, b.dim, b.M, b.file):
+            raise IncompatibleBundleError(f"version {target.bundle_version}'s index {t.file} ({t.space}, dim {t.dim}, M {t.M}) "
+                                          f"cannot grow from version {m.bundle_version}'s ({b.space}, dim {b.dim}, M {b.M})")
+    built = build_version(base, delta.changes, out, target, delta.model)
     if built.count != target.items.count:
         raise DeltaError(f"the delta makes {built.count} rows, version {target.bundle_version} has {target.items.count}")
     for name, entry in built.files.items():

@@ -30,14 +30,18 @@ def item_file_bytes(vectors: np.ndarray, scales: np.ndarray, ids: Sequence[str],
     """The item table's files, serialized the one way both the converter and a device applying a delta
     do it, so a table rebuilt on the device has the bytes (and sha256) the signed manifest expects.
     ``metadata`` holds one object per row, or rows already serialized by :func:`metadata_line`."""
-    return {"vectors": _npy(np.ascontiguousarray(vectors, dtype=np.int8)),
-            "scales": _npy(np.ascontiguousarray(scales, dtype=np.float32)),
-            "ids": json.dumps(list(ids)).encode(),
+    return {**vector_file_bytes(vectors, scales), "ids": json.dumps(list(ids)).encode(),
             "metadata": b"".join(m if isinstance(m, bytes) else metadata_line(m) for m in metadata),
-            "popularity": _npy(np.ascontiguousarray(popularity, dtype=np.int32))}
+            "popularity": npy_bytes(np.ascontiguousarray(popularity, dtype=np.int32))}
 
 
-def _npy(array: np.ndarray) -> bytes:
+def vector_file_bytes(vectors: np.ndarray, scales: np.ndarray) -> Dict[str, bytes]:
+    """An int8 vector table's two files (the item table's, the search table's), serialized one way."""
+    return {"vectors": npy_bytes(np.ascontiguousarray(vectors, dtype=np.int8)),
+            "scales": npy_bytes(np.ascontiguousarray(scales, dtype=np.float32))}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
     import io
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)

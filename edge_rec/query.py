@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,28 +45,35 @@ def bigram_feature(a: int, b: int, features: TextFeatures) -> int:
     return features.vocab_size + (a * _BIGRAM_PRIME + b) % features.bigram_buckets
 
 
-def text_features(pieces: Sequence[int], features: TextFeatures) -> np.ndarray:
-    """(features.size,) float32: counts of the known pieces (id 0 = unknown is skipped) and of their
-    bigrams, clipped at ``max_count``."""
-    x = np.zeros(features.size, np.float32)
+def feature_counts(pieces: Sequence[int], features: TextFeatures) -> Tuple[np.ndarray, np.ndarray]:
+    """(feature indices, counts) of a query's pieces: the known pieces (id 0 = unknown is skipped) and
+    their bigrams, counts clipped at ``max_count``. The sparse form of :func:`text_features`."""
     ids = [p for p in pieces if 0 < p < features.vocab_size][:features.max_pieces]
-    np.add.at(x, ids, 1.0)
     if features.bigram_buckets:
-        np.add.at(x, [bigram_feature(a, b, features) for a, b in zip(ids, ids[1:])], 1.0)
-    return np.minimum(x, features.max_count, out=x)
+        ids += [bigram_feature(a, b, features) for a, b in zip(ids, ids[1:])]
+    index, counts = np.unique(np.asarray(ids, np.int64), return_counts=True)
+    return index, np.minimum(counts.astype(np.float32), features.max_count)
 
 
-def load_tokenizer(model_proto: bytes, vocab_size: int):
-    """A SentencePiece processor from verified bytes; its vocabulary must be the manifest's."""
+def text_features(pieces: Sequence[int], features: TextFeatures) -> np.ndarray:
+    """(features.size,) float32: the encoder's input for a query's pieces (see :func:`feature_counts`)."""
+    x = np.zeros(features.size, np.float32)
+    index, counts = feature_counts(pieces, features)
+    x[index] = counts
+    return x
+
+
+def load_tokenizer(model_proto: bytes, vocab_size: Optional[int] = None):
+    """A SentencePiece processor from verified bytes; its vocabulary must be the manifest's (if given)."""
     import sentencepiece
     sp = sentencepiece.SentencePieceProcessor()
     try:
         sp.LoadFromSerializedProto(model_proto)
     except (RuntimeError, OSError, TypeError) as e:
         raise ModelError(f"the tokenizer cannot be loaded: {e}") from None
-    if sp.get_piece_size() != vocab_size or sp.unk_id() != 0:
+    if (vocab_size is not None and sp.get_piece_size() != vocab_size) or sp.unk_id() != 0:
         raise IncompatibleBundleError(f"the tokenizer has {sp.get_piece_size()} pieces (unknown id {sp.unk_id()}), "
-                                      f"the manifest says {vocab_size} (unknown id 0)")
+                                      f"the manifest says {vocab_size} (unknown id 0 expected)")
     return sp
 
 
@@ -79,16 +86,17 @@ class QueryEncoder:
         self.tokenizer = load_tokenizer(tokenizer_bytes, spec.features.vocab_size)
         e = spec.encoder
         self.model = TFLiteModel(encoder_bytes, e.file, e.inputs, e.output, num_threads, backend)
+        self._not_words = {0, self.tokenizer.piece_to_id("\u2581")}  # unknown, and the bare word boundary
 
     def pieces(self, query: str) -> List[int]:
         """Piece ids of a query (normalised first); unknown pieces are 0."""
         return self.tokenizer.encode(normalize_query(query), out_type=int)
 
     def encode(self, query: str) -> Optional[np.ndarray]:
-        """The query's unit search vector, or None when none of its pieces is in the vocabulary
+        """The query's unit search vector, or None when none of its words' pieces is in the vocabulary
         (e.g. a script the catalog never uses): there is then nothing to search for."""
         pieces = self.pieces(query)
-        if not any(0 < p < self.spec.features.vocab_size for p in pieces):
+        if all(p in self._not_words for p in pieces):
             return None
         v = self.model.run(text_features(pieces, self.spec.features)[None, :])
         norm = float(np.linalg.norm(v))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# language-model vectors of test texts, kept between runs (a cache of the real model's outputs)
+TEXT_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "text-vectors"
+
 
 @pytest.fixture(scope="session")
 def ml1m_dir() -> Path:
@@ -52,6 +55,7 @@ def converted(ml1m_slice, tmp_path_factory):
     from converter.data import leave_one_out, load_interactions
     from converter.student import StudentConfig
     from converter.teacher import SASRecConfig, train_sasrec
+    from converter.text import TextEncoder
     from edge_rec.signing import generate_keypair
     root = tmp_path_factory.mktemp("convert")
     data = load_interactions(ml1m_slice["interactions"], ml1m_slice["items"])
@@ -61,7 +65,18 @@ def converted(ml1m_slice, tmp_path_factory):
                               log=lambda m: None)
     key, pub = generate_keypair(root / "keys")
     config = ConvertConfig(student=StudentConfig(epochs=4, history_len=20, hidden=64), representative_cases=100,
-                           parity_cases=100, latency_queries=30, golden_cases=8)
-    report = convert(data, split, teacher, root / "bundle", key, config, log=lambda m: None)
+                           parity_cases=100, latency_queries=30, golden_cases=8, search=small_search_config(),
+                           search_eval_queries=200)
+    report = convert(data, split, teacher, root / "bundle", key, config, log=lambda m: None,
+                     text_encoder=TextEncoder(cache_dir=TEXT_CACHE), search_model_out=root / "search")
     return {"root": root, "bundle": root / "bundle", "data": data, "split": split, "teacher": teacher, "key": key,
-            "pub": pub, "report": report}
+            "pub": pub, "report": report, "search_model": root / "search"}
+
+
+def small_search_config():
+    """Search settings for tests: two tiny encoder sizes and a small transfer set (minutes, not an hour)."""
+    from converter.search.build import SearchConfig
+    from converter.search.encoder import EncoderConfig
+    return SearchConfig(encoders=(EncoderConfig("tiny", 1000, 0, 32, 64), EncoderConfig("tiny-bigrams", 1500, 1500, 32, 64)),
+                        dim=32, general_texts=4000, catalog_texts=4000, epochs=3, space_epochs=2, queries_per_kind=1,
+                        representative=200, parity_cases=200, golden_queries=6)

@@ -27,7 +27,8 @@ def test_report_covers_every_stage(converted):
     assert {s["architecture"] for s in r["students"]} == {"pool-mlp", "pool-recent", "attention"}
     assert r["sizes"]["tflite_bytes"] < 500_000
     assert r["index"]["recall"] >= 0.95
-    assert r["golden"]["passed"] and r["golden"]["cases"] == 8
+    assert r["golden"]["passed"] and r["golden"]["cases"] == 8 + r["golden"]["search_cases"]
+    assert r["golden"]["search_cases"] == 6
     for s in r["students"]:
         assert s["parity"]["cosine_mean"] > 0.98
     json.dumps(r)  # serialisable as the report JSON
@@ -46,7 +47,7 @@ def test_op_report_on_real_converter_output(converted):
 def test_bundle_verifies_and_reproduces_golden_cases(converted):
     rec = EdgeRecommender.open(converted["root"] / "bundle", converted["pub"])
     g = rec.check_golden()
-    assert g.passed and g.top_identical == g.cases == 8 and g.min_cosine >= 0.999
+    assert g.passed and g.top_identical == g.cases == 8 + 6 and g.search_cases == 6 and g.min_cosine >= 0.999
     top = rec.recommend(history=[converted["data"].items[0].id], k=5)
     assert len(top) == 5 and all(t.item_id != converted["data"].items[0].id for t in top)
     assert "title" in top[0].metadata

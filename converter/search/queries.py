@@ -7,19 +7,20 @@ There are no query logs, so queries are generated the ways people type them:
   (a dropped, doubled, swapped or replaced letter) and "movies like <title>";
 * intent queries, from genre and decade phrases ("a 90s comedy", "scary movies from the 80s").
 
-Items are split once, by a seeded draw: training queries come only from training items, evaluation
-queries only from held-out items, which the encoder never sees. Intent queries use disjoint phrasings
-for training and evaluation.
+Items are split by a seeded draw: training queries come only from training items, validation and
+evaluation queries only from items the encoder never sees. Intent queries use disjoint phrasings for
+training, validation and evaluation.
 """
 from __future__ import annotations
 
 import random
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from edge_rec.query import QueryError, normalize_query
 
 from ..data import Item
 
@@ -36,12 +37,16 @@ GENRE_WORDS: Dict[str, Tuple[str, ...]] = {
     "Thriller": ("thriller", "suspense"), "War": ("war",), "Western": ("western", "cowboy"),
 }
 _LIKE = ("movies like {t}", "something like {t}", "films similar to {t}", "more like {t}")
-_TEMPLATES = {  # (training phrasings, evaluation phrasings); {g} genre words, {d} decade words
+STAGES = ("train", "valid", "eval")
+_TEMPLATES = {  # phrasings per stage (training, validation, evaluation); {g} genre words, {d} decade words
     "genre": (("{g} movies", "a {g} movie", "best {g} films", "{g}", "good {g} movies to watch"),
+              ("{g} to watch tonight", "recommend a {g}"),
               ("some {g}", "{g} films", "i want a {g} movie", "show me {g}")),
     "decade": (("movies from the {d}", "{d} films", "best of the {d}"),
+               ("films made in the {d}",),
                ("{d} movies", "a film from the {d}")),
     "genre_decade": (("{d} {g} movies", "{g} from the {d}", "a {g} movie from the {d}"),
+                     ("{g} movie of the {d}", "good {d} {g}"),
                      ("a {d} {g}", "{g} films of the {d}", "{d} {g}")),
 }
 _ARTICLES = ("the", "a", "an", "les", "la", "le", "il", "el", "l'", "die", "der", "das", "los", "las")
@@ -57,6 +62,7 @@ class Query:
     text: str
     kind: str
     item: int = -1                 # known-item queries: the item (catalog row) it came from
+    item_id: str = ""              # ... and its id
     genre: Optional[str] = None    # intent queries: the genre asked for (catalog genre name)
     decade: Optional[int] = None   # intent queries: the decade asked for (e.g. 1990)
 
@@ -77,12 +83,12 @@ def spoken_title(title: str) -> str:
 
 
 def typed(text: str, keep_apostrophes: bool = True) -> str:
-    """Lower case, accents folded, punctuation dropped, single spaces: how most queries arrive."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    if not keep_apostrophes:
-        text = text.replace("'", "")
-    return " ".join(re.sub(r"[^\w\s']", " ", text).split())
+    """The text as most queries arrive, read the way the device reads a query (:func:`edge_rec.query.normalize_query`):
+    lower case, accents folded, punctuation dropped; "" when nothing is left."""
+    try:
+        return normalize_query(text if keep_apostrophes else text.replace("'", ""))
+    except QueryError:
+        return ""
 
 
 def typo(text: str, rng: random.Random) -> str:
@@ -124,37 +130,39 @@ def known_item_queries(item: Item, row: int, rng: random.Random, per_kind: int =
     if not typed(title):
         return []
     out = []
+
+    def add(text: str, kind: str) -> None:
+        out.append(Query(text, kind, row, item.id))
     for _ in range(per_kind):
         plain = typed(title, keep_apostrophes=rng.random() < 0.5)
         words = plain.split()
-        out.append(Query(plain, "title", row))
+        add(plain, "title")
         if item.year:
-            out.append(Query(f"{plain} {item.year}", "title_year", row))
+            add(f"{plain} {item.year}", "title_year")
         if len(words) >= 3:
             n = rng.randint(max(2, (len(words) + 1) // 2), len(words) - 1)
-            out.append(Query(" ".join(words[:n]), "prefix", row))
+            add(" ".join(words[:n]), "prefix")
             start = rng.randint(1, len(words) - 2)
-            out.append(Query(" ".join(words[start:start + rng.randint(2, len(words) - start)]), "span", row))
+            add(" ".join(words[start:start + rng.randint(2, len(words) - start)]), "span")
         misspelt = typo(plain, rng)
         if misspelt != plain:
-            out.append(Query(misspelt, "typo", row))
-        out.append(Query(rng.choice(_LIKE).format(t=plain), "like", row))
+            add(misspelt, "typo")
+        add(rng.choice(_LIKE).format(t=plain), "like")
     return list(dict.fromkeys(out))
 
 
-def intent_queries(items: Sequence[Item], evaluation: bool, rng: random.Random, per_template: int = 1,
+def intent_queries(items: Sequence[Item], stage: str, rng: random.Random, per_template: int = 1,
                    min_items: int = 10) -> List[Query]:
     """Genre, decade and genre + decade queries over the combinations the catalog has at least
-    ``min_items`` items of (evaluation phrasings differ from training ones)."""
+    ``min_items`` items of, in the phrasings of ``stage`` (training, validation and evaluation differ)."""
     counts: Dict[Tuple[Optional[str], Optional[int]], int] = {}
     for it in items:
         decade = (it.year // 10) * 10 if it.year else None
         for key in [(g, None) for g in it.genres] + [(None, decade)] + [(g, decade) for g in it.genres]:
             counts[key] = counts.get(key, 0) + 1
     out = []
-    pick = 1 if evaluation else 0
     for kind, templates in _TEMPLATES.items():
-        for template in templates[pick]:
+        for template in templates[STAGES.index(stage)]:
             for (g, d), n in sorted(counts.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or 0)):
                 if n < min_items or (g is None) == ("{g}" in template) or (d is None) == ("{d}" in template):
                     continue
@@ -172,9 +180,11 @@ def split_items(n_items: int, heldout: float = 0.1, seed: int = 0) -> Tuple[np.n
     return np.sort(order[n_out:]), np.sort(order[:n_out])
 
 
-def make_queries(items: Sequence[Item], rows: Sequence[int], evaluation: bool, seed: int = 0,
+def make_queries(items: Sequence[Item], rows: Sequence[int], stage: str, seed: int = 0,
                  per_kind: int = 1) -> List[Query]:
-    """Known-item queries for ``rows`` plus intent queries (training or evaluation phrasings)."""
-    rng = random.Random(seed * 2 + int(evaluation))
+    """Known-item queries for ``rows`` plus intent queries in ``stage``'s phrasings ("train", "valid", "eval")."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+    rng = random.Random(seed * len(STAGES) + STAGES.index(stage))
     out = [q for r in rows for q in known_item_queries(items[int(r)], int(r), rng, per_kind)]
-    return out + intent_queries(items, evaluation, rng)
+    return out + intent_queries(items, stage, rng)

@@ -1,0 +1,102 @@
+"""Search quality on generated queries of held-out items.
+
+* known-item success@5: the item a query came from is among the first 5 results;
+* intent precision@10: share of the first 10 results with the genre and/or decade asked for;
+* anchor overlap@10: share of the first 10 results that full all-MiniLM-L6-v2 search (every item's
+  text against the query, exact) also returns;
+* personalisation: how often the same query gives two real users different top-10s.
+
+Every function takes ranked rows per query, so the fp32 encoder, the device bundle (through the
+runtime's own ``search``) and the language model itself are measured by the same code.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..data import Item
+from .queries import Query
+
+
+def exact_top(queries: np.ndarray, items: np.ndarray, k: int = 10) -> np.ndarray:
+    """(n, k) rows by inner product, best first (full search: the anchor, or an fp32 encoder)."""
+    out = []
+    for s in range(0, len(queries), 2048):
+        scores = queries[s:s + 2048] @ items.T
+        part = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+        out.append(np.take_along_axis(part, order, 1))
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return float(np.mean(values)) if len(values) else None
+
+
+def search_metrics(top: Sequence[Sequence[int]], queries: Sequence[Query], items: Sequence[Item],
+                   anchor_top: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """Known-item success@5, intent precision@10 and (with ``anchor_top``) overlap@10, overall and per kind."""
+    decades = [(it.year // 10) * 10 if it.year else None for it in items]
+    success: Dict[str, List[float]] = {}
+    precision: Dict[str, List[float]] = {}
+    overlap: Dict[str, List[float]] = {}
+    for i, (rows, q) in enumerate(zip(top, queries)):
+        rows = [int(r) for r in rows][:10]
+        if q.known_item:
+            success.setdefault(q.kind, []).append(float(q.item in rows[:5]))
+        else:
+            hits = [(q.genre is None or q.genre in items[r].genres) and (q.decade is None or decades[r] == q.decade)
+                    for r in rows]
+            precision.setdefault(q.kind, []).append(float(np.mean(hits)) if hits else 0.0)
+        if anchor_top is not None:
+            overlap.setdefault(q.kind, []).append(len(set(rows) & set(anchor_top[i][:10].tolist())) / 10)
+
+    def summary(per_kind: Dict[str, List[float]]) -> Dict[str, Any]:
+        everything = [v for values in per_kind.values() for v in values]
+        return {"all": _mean(everything), "queries": len(everything),
+                "by_kind": {k: _mean(v) for k, v in sorted(per_kind.items())}}
+    out = {"known_item_success@5": summary(success), "intent_precision@10": summary(precision)}
+    if anchor_top is not None:
+        out["anchor_overlap@10"] = summary(overlap)
+    return out
+
+
+def headline(metrics: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """The three overall numbers of :func:`search_metrics`."""
+    return {k: metrics[k]["all"] for k in ("known_item_success@5", "intent_precision@10", "anchor_overlap@10") if k in metrics}
+
+
+def personalisation_effect(search: Callable[[str, Sequence[str]], List[str]], queries: Sequence[Query],
+                           histories: Sequence[Sequence[str]], seed: int = 0) -> Dict[str, Any]:
+    """Run each query for two different real users (histories of item ids, drawn at random): the share of
+    queries whose top-10 differ, and the mean top-10 overlap between the two users."""
+    rng = np.random.default_rng(seed)
+    differ, overlaps = [], []
+    for q in queries:
+        a, b = rng.choice(len(histories), 2, replace=False)
+        top_a, top_b = search(q.text, histories[a]), search(q.text, histories[b])
+        differ.append(float(top_a != top_b))
+        overlaps.append(len(set(top_a) & set(top_b)) / max(1, len(top_a)))
+    return {"queries": len(differ), "different_top10_share": _mean(differ), "mean_top10_overlap": _mean(overlaps)}
+
+
+def choose_blend(search: Callable[[str, Optional[Sequence[str]], float], List[str]], queries: Sequence[Query],
+                 histories: Sequence[Sequence[str]], grid: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5),
+                 tolerance: float = 0.01, seed: int = 0) -> Tuple[float, Dict[str, Any]]:
+    """The largest personalisation weight that keeps known-item success@5 (each query asked by a random
+    real user) within ``tolerance`` of the unpersonalised search; ``search(text, history, weight)``."""
+    known = [q for q in queries if q.known_item]
+    rng = np.random.default_rng(seed)
+    users = [histories[int(i)] for i in rng.integers(0, len(histories), len(known))]
+
+    def success(weight: float) -> float:
+        return float(np.mean([q.item_id in search(q.text, h if weight else None, weight)[:5] for q, h in zip(known, users)]))
+    table = {"0": success(0.0)}
+    chosen = grid[0]
+    for w in grid:
+        table[str(w)] = success(w)
+        if table[str(w)] >= table["0"] - tolerance:
+            chosen = w
+    return chosen, {"known_item_success@5_by_weight": table, "queries": len(known), "tolerance": tolerance,
+                    "chosen": chosen}
