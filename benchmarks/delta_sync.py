@@ -35,6 +35,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args()
+    from record import machine_record
     from runtime_latency import real_histories
     from synthetic import grow_bundle, synthetic_vectors
 
@@ -49,10 +50,10 @@ def main() -> int:
 
     key, pub = Path(args.key), Path(args.key).with_suffix(".pub")
     out = Path(args.out)
-    result = {"items": args.items, "changed_fraction": args.changed}
+    result = {"machine": machine_record(args.bundle), "items": args.items, "changed_fraction": args.changed}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        grow_bundle(args.bundle, tmp / "grown", key, args.items, real_histories(args.data, 300))
+        grow_bundle(args.bundle, tmp / "grown", key, args.items, real_histories(args.data, 300)[0])
         channel = tmp / "channel"
         publish_bundle(channel, tmp / "grown", key, name="bench")
         rec = EdgeRecommender.open(tmp / "grown", pub)
@@ -66,7 +67,13 @@ def main() -> int:
         ups = {rec.items.ids[r]: moved[i] for i, r in enumerate(updated)}
         ups.update({f"bench-new-{i}": v for i, v in enumerate(fresh)})
         meta = {k: {"title": f"item {k}", "genres": ["Drama"]} for k in ups}
-        changes = changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted])
+        search = None
+        if rec.has_search:  # search vectors drawn the same way from the search table
+            table = rec.search_retriever.vectors(np.arange(len(rec.items)))
+            s_moved, _ = synthetic_vectors(table[updated], len(updated), noise=0.3, seed=1, base=np.arange(len(updated)))
+            s_fresh, _ = synthetic_vectors(table, n - len(rows), seed=2)
+            search = dict(zip(ups, np.concatenate([s_moved, s_fresh])))
+        changes = changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted], search)
         t = time.perf_counter()
         m = publish_changes(channel, changes, key)
         result["publish_s"] = time.perf_counter() - t

@@ -1,6 +1,6 @@
-"""Benchmark the device runtime: import + open time and recommend() latency end to end (history read from
-SQLite, int8 model, HNSW retrieval, re-scoring, metadata), one thread, on a real bundle and on the same
-bundle grown to 100k items. Writes results/runtime_latency.json and .png.
+"""Benchmark the device runtime: import + open time, recommend() and search() latency end to end (history
+read from SQLite, int8 models, HNSW retrieval, re-scoring, filters, metadata), one thread, on a real
+bundle and on the same bundle grown to 100k items. Writes results/runtime_latency.json and .png.
 
     python benchmarks/runtime_latency.py --bundle artifacts/ml-1m/bundle --key artifacts/keys/edge-rec.key
 """
@@ -48,43 +48,62 @@ def import_and_open(bundle: Path, pub: Path, runs: int) -> dict:
 MAX_EVENTS = 200
 
 
-def real_histories(data, n: int) -> list:
-    """Item-id histories (oldest first, at most MAX_EVENTS) of ``n`` ML-1M users spread over the user list."""
+def real_histories(data, n: int) -> "tuple[list, object]":
+    """Item-id histories (oldest first, at most MAX_EVENTS) of ``n`` ML-1M users spread over the user list,
+    and the data set."""
     from converter.data import leave_one_out, load_movielens_1m
     dataset = load_movielens_1m(data)
     split = leave_one_out(dataset)
     ids = [item.id for item in dataset.items]
     users = np.linspace(0, len(split.test.histories) - 1, n).astype(int)
-    return [[ids[i] for i in split.test.histories[u][-MAX_EVENTS:]] for u in users]
+    return [[ids[i] for i in split.test.histories[u][-MAX_EVENTS:]] for u in users], dataset
 
 
-def recommend_latency(bundle: Path, pub: Path, histories, queries: int, filt=None) -> dict:
-    """Per-call latency of recommend(k=10) reading each user's history from a SQLite store."""
+def search_queries(dataset, bundle: Path, n: int) -> list:
+    """Generated queries of the bundle's held-out items (as `edge-rec eval` makes them), a seeded sample."""
+    from converter.search.build import SearchConfig, heldout_queries
+    from edge_rec.bundle import read_manifest
+    info = read_manifest(bundle).info.get("search") or {}
+    config = SearchConfig(**{k: info[k] for k in ("heldout", "validation", "seed") if k in info})
+    queries = [q.text for q in heldout_queries(dataset, config)]
+    return [queries[i] for i in np.random.default_rng(0).choice(len(queries), min(n, len(queries)), replace=False)]
+
+
+def latency(bundle: Path, pub: Path, histories, call) -> dict:
+    """Per-call latency of ``call(rec, i)``, the device history of user ``i`` in a SQLite store."""
     from edge_rec.history import HistoryStore
     from edge_rec.recommender import EdgeRecommender
-    rec = EdgeRecommender.open(bundle, pub, num_threads=1)
     times = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, EdgeRecommender.open(bundle, pub, num_threads=1) as rec:
         stores = []
-        for u, hist in enumerate(histories[:queries]):
+        for u, hist in enumerate(histories):
             store = HistoryStore(Path(tmp) / f"u{u}.db")
             for t, item in enumerate(hist):
                 store.record(item, ts=float(t))
             stores.append(store)
-        for store in stores[:20]:  # warm-up
+        for i, store in enumerate(stores[:20]):  # warm-up
             rec.history = store
-            rec.recommend(k=10, filter=filt)
-        for store in stores:
+            call(rec, i)
+        for i, store in enumerate(stores):
             rec.history = store
             t = time.perf_counter()
-            out = rec.recommend(k=10, filter=filt)
+            out = call(rec, i)
             times.append(time.perf_counter() - t)
-            assert out and out[0].metadata is not None
+            assert out is not None
         for store in stores:
             store.close()
     ms = np.array(times) * 1e3
     return {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
             "queries": len(ms), "samples_ms": ms.round(4).tolist()}
+
+
+CASES = {  # name -> call(rec, i, query)
+    "recommend": lambda rec, i, q: rec.recommend(k=10),
+    "recommend, genre filter": lambda rec, i, q: rec.recommend(k=10, filter={"genres": "Comedy"}),
+    "search": lambda rec, i, q: rec.search(q, k=10, personalize=False),
+    "search, personalised": lambda rec, i, q: rec.search(q, k=10),
+    "search, personalised, genre filter": lambda rec, i, q: rec.search(q, k=10, filter={"genres": "Comedy"}),
+}
 
 
 def runtime_env_size(workdir: Path) -> dict:
@@ -106,17 +125,22 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    cases = [(b, c) for b in results["bundles"] for c in ("no filter", "genre filter")]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    data = [results["bundles"][b][c]["samples_ms"] for b, c in cases]
-    ax.boxplot(data, showfliers=False)
-    ax.set_xticks(range(1, len(cases) + 1), [f"{b}\n{c}" for b, c in cases], fontsize=8)
-    ax.axhline(0.5, color="red", ls="--", lw=1, label="target p50 0.5 ms")
-    for i, (b, c) in enumerate(cases, 1):
-        ax.text(i, results["bundles"][b][c]["p50_ms"], f" p50 {results['bundles'][b][c]['p50_ms']:.3f}", fontsize=8)
-    ax.set_ylabel("recommend(k=10) ms, 1 thread")
-    ax.set_title("edge-rec runtime: end-to-end recommend() latency")
-    ax.legend()
+    bundles = list(results["bundles"])
+    fig, axes = plt.subplots(1, len(bundles), figsize=(6.5 * len(bundles), 4.6), sharey=True)
+    for ax, b in zip(np.atleast_1d(axes), bundles):
+        cases = [c for c in CASES if c in results["bundles"][b]]
+        ax.boxplot([results["bundles"][b][c]["samples_ms"] for c in cases], showfliers=False)
+        ax.set_xticks(range(1, len(cases) + 1), [c.replace(", ", ",\n") for c in cases], fontsize=8)
+        for i, c in enumerate(cases, 1):
+            ax.annotate(f"p50 {results['bundles'][b][c]['p50_ms']:.2f}", (i, results["bundles"][b][c]["p50_ms"]),
+                        textcoords="offset points", xytext=(14, 0), fontsize=8, va="center")
+        ax.axhline(0.5, color="#c44e52", ls="--", lw=1, label="recommend p50 target 0.5 ms")
+        ax.axhline(1.5, color="#4c72b0", ls=":", lw=1, label="search p50 target 1.5 ms")
+        ax.set_title(b, fontsize=10)
+        ax.set_ylim(bottom=0)
+    np.atleast_1d(axes)[0].set_ylabel("ms per call (k=10), 1 thread")
+    np.atleast_1d(axes)[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("edge-rec runtime: end-to-end latency (history from SQLite, metadata included)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -132,6 +156,7 @@ def main() -> int:
     p.add_argument("--skip-venv", action="store_true", help="do not measure a fresh runtime-only venv")
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args()
+    from record import machine_record
     from synthetic import grow_bundle
 
     from edge_rec.bundle import read_manifest
@@ -139,28 +164,35 @@ def main() -> int:
     pub = key.with_suffix(".pub")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    histories = real_histories(args.data, 2 * args.queries)
+    histories, dataset = real_histories(args.data, 2 * args.queries)
     tuning, timed = histories[:args.queries], histories[args.queries:]
-    results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "bundles": {},
+    queries = search_queries(dataset, bundle, args.queries) if read_manifest(bundle).search else []
+    results = {"machine": machine_record(bundle), "bundles": {},
                "histories": f"{len(timed)} real ML-1M users' test-time histories (up to {MAX_EVENTS} recent events each), "
-                            f"{len(tuning)} other users' histories to tune the grown index"}
+                            f"{len(tuning)} other users' histories to tune the grown index",
+               "search_queries": f"{len(queries)} generated queries of the bundle's held-out items (converter.search.queries)"}
     with tempfile.TemporaryDirectory() as tmp:
         grown = Path(tmp) / "grown"
         t = time.time()
-        choice = grow_bundle(bundle, grown, key, args.items, tuning)
+        choice = grow_bundle(bundle, grown, key, args.items, tuning, search_texts=queries)
+        grown_manifest = read_manifest(grown)
         results["grown_bundle"] = {"items": args.items, "index_M": choice.M, "ef_search": choice.ef_search,
                                    "recall@10": choice.recall, "build_s": time.time() - t,
+                                   "search_index": None if grown_manifest.search is None else {
+                                       "M": grown_manifest.search.index.M, "ef_search": grown_manifest.search.index.ef_search},
                                    "how": "real item vectors + Gaussian noise with 0.25x the real covariance, rescaled to "
                                           "the base item's norm (benchmarks/synthetic.py)"}
         for name, path in ((f"{read_manifest(bundle).items.count} items (real)", bundle), (f"{args.items} items (grown)", grown)):
             r = {"files_mb": sum(f.stat().st_size for f in path.iterdir()) / 1e6}
             r["import+open"] = import_and_open(path, pub, args.open_runs)
-            r["no filter"] = recommend_latency(path, pub, timed, args.queries)
-            r["genre filter"] = recommend_latency(path, pub, timed, args.queries, {"genres": "Comedy"})
+            for case, call in CASES.items():
+                if case.startswith("search") and not queries:
+                    continue
+                r[case] = latency(path, pub, timed[:args.queries], lambda rec, i: call(rec, i, queries[i % len(queries)]
+                                                                                       if queries else None))
+                print(f"{name}: {case} p50 {r[case]['p50_ms']:.3f} ms (p99 {r[case]['p99_ms']:.3f})", flush=True)
             results["bundles"][name] = r
-            print(f"{name}: import+open {r['import+open']['import_open_s']:.3f} s, recommend p50 "
-                  f"{r['no filter']['p50_ms']:.3f} ms (p99 {r['no filter']['p99_ms']:.3f}), with genre filter p50 "
-                  f"{r['genre filter']['p50_ms']:.3f} ms", flush=True)
+            print(f"{name}: import+open {r['import+open']['import_open_s']:.3f} s", flush=True)
         if not args.skip_venv:
             results["runtime_env"] = runtime_env_size(Path(tmp))
             print(f"runtime-only environment: {results['runtime_env']}")

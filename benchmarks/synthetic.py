@@ -4,7 +4,8 @@ Each synthetic item is a random real item's vector plus Gaussian noise whose cov
 ``noise**2`` times the empirical covariance of all real item vectors, rescaled to the base item's norm
 (noise alone would inflate norms and let synthetic items win every inner product): the synthetic
 catalog keeps the real one's clusters, norm distribution and anisotropy. Metadata is copied from the
-base item, titles marked as synthetic.
+base item, titles marked as synthetic. A bundle with search gets synthetic search vectors drawn the same
+way around the same base items (then L2-normalised, as search vectors are).
 """
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from converter.bundle import write_bundle
+from converter.bundle import SearchPart, write_bundle
 from converter.index import IndexChoice, tune_index
 from converter.quantize import Int8Model
 from edge_rec.bundle import Bundle
+from edge_rec.quant import dequantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key
 
 
-def synthetic_vectors(real: np.ndarray, n: int, noise: float = 0.5, seed: int = 0) -> "tuple[np.ndarray, np.ndarray]":
-    """(n, d) vectors and the index of the real item each one was drawn around."""
+def synthetic_vectors(real: np.ndarray, n: int, noise: float = 0.5, seed: int = 0,
+                      base: "np.ndarray | None" = None) -> "tuple[np.ndarray, np.ndarray]":
+    """(n, d) vectors and the index of the real item each one was drawn around (``base``, or drawn)."""
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, len(real), n)
+    base = rng.integers(0, len(real), n) if base is None else base
     chol = np.linalg.cholesky(np.cov(real, rowvar=False) + 1e-6 * np.eye(real.shape[1]))
     drawn = real[base] + noise * rng.standard_normal((n, real.shape[1])) @ chol.T
     drawn *= (np.linalg.norm(real[base], axis=1) / np.linalg.norm(drawn, axis=1))[:, None]
@@ -32,9 +35,11 @@ def synthetic_vectors(real: np.ndarray, n: int, noise: float = 0.5, seed: int = 
 
 
 def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union[str, Path], n_items: int,
-                histories: Sequence[Sequence[str]], recall_target: float = 0.95) -> IndexChoice:
+                histories: Sequence[Sequence[str]], recall_target: float = 0.95, search_texts: Sequence[str] = ()
+                ) -> IndexChoice:
     """Write a bundle at ``out`` with ``src``'s model and items plus synthetic ones up to ``n_items``;
-    the index is tuned on queries from ``histories`` (item ids of real users, oldest first)."""
+    the index is tuned on queries from ``histories`` (item ids of real users, oldest first), the search
+    index (if ``src`` has search) on popular items' titles and ``search_texts`` as queries."""
     bundle = Bundle.open(src, load_private_key(private_key).public_key())
     rec = EdgeRecommender(bundle)
     m = bundle.manifest
@@ -49,6 +54,18 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
     choice = tune_index(vectors, queries, target=recall_target, Ms=(m.index.M, 2 * m.index.M))
     model = Int8Model(bundle.read_bytes(m.model.file), m.model, rec.model.op_report())
     golden = [r for r in rows if len(r)][:8] + [np.zeros(0, np.int64)]
+    search = None
+    if m.search is not None:  # synthetic items' search vectors are drawn around the same base items
+        s = m.search
+        real_search = dequantize_rows(bundle.load_array(s.vectors), bundle.load_array(s.scales))
+        drawn, _ = synthetic_vectors(real_search, len(extra), base=base)
+        search_vectors = np.concatenate([real_search, drawn / np.linalg.norm(drawn, axis=1, keepdims=True)])
+        texts = [str(meta[r].get("title", "")) for r in rec.items.popularity[:2000]] + list(search_texts)
+        search_queries = np.stack([v for v in (rec.search_vector(t) for t in texts) if v is not None])
+        index = tune_index(search_vectors, search_queries, target=recall_target, Ms=(s.index.M, 2 * s.index.M))
+        search = SearchPart(bundle.read_bytes(s.tokenizer), bundle.read_bytes(s.encoder.file), s.encoder, s.features,
+                            search_vectors, index, s.blend, [g.query for g in s.golden])
     write_bundle(out, model, ids, vectors, meta, rec.items.popularity, choice, golden, private_key,
-                 bundle_version=1, info={"synthetic": f"{len(real)} real + {len(extra)} synthetic items"})
+                 bundle_version=1, info={"synthetic": f"{len(real)} real + {len(extra)} synthetic items"}, search=search)
+    rec.close()
     return choice

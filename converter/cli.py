@@ -6,7 +6,9 @@ inside the handlers, so ``edge-rec --help`` stays fast and works without the con
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import List
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -66,7 +68,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate_models(models, dataset, split, args.split, out)
     print(format_table(results))
     print(f"written to {out}")
+    if args.bundle:
+        _eval_bundle_search(args, dataset, split, out.with_name(f"eval-search-{Path(args.bundle).name}.json"))
     return 0
+
+
+def _eval_bundle_search(args: argparse.Namespace, dataset, split, out: Path) -> None:
+    """Search quality of a bundle, through the runtime, on the held-out items' generated queries."""
+    from edge_rec.atomic import atomic_write_json
+    from edge_rec.recommender import EdgeRecommender
+
+    from .search.build import SearchConfig, heldout_queries
+    from .search.evaluate import device_search, exact_top
+    from .text import TextEncoder
+    if not args.key:
+        raise ValueError("--bundle needs --key (the bundle's public key)")
+    with EdgeRecommender.open(args.bundle, args.key) as rec:
+        info = rec.bundle.manifest.info.get("search")
+        if not rec.has_search or not isinstance(info, dict):
+            print(f"{args.bundle}: no on-device search to evaluate")
+            return
+        config = SearchConfig(heldout=info["heldout"], validation=info["validation"], seed=info["seed"])
+        queries = heldout_queries(dataset, config)
+        lm = TextEncoder(cache_dir=_artifacts(args, dataset) / "cache")
+        anchor = exact_top(lm.encode([q.text for q in queries], desc="held-out queries"),
+                           lm.encode([it.text() for it in dataset.items], desc="item texts"))
+        histories = [[dataset.items[i].id for i in h] for h in split.test.histories if len(h)]
+        result = device_search(rec, queries, anchor, dataset.items, histories)
+    atomic_write_json(out, {"bundle": str(args.bundle), "queries": len(queries), **result})
+    print("search on held-out items' queries (device, int8) vs full all-MiniLM-L6-v2 search:")
+    for key, value in result["headline"].items():
+        print(f"  {key:24s} device {value:.4f}   language model {result['anchor_headline'][key]:.4f}")
+    p = result["personalisation"]
+    print(f"  personalisation (weight {p['weight']}): {p['different_top10_share']:.2f} of queries give two users "
+          f"different top-10s; known-item success@5 with a history {p['known_item_success@5_with_history']:.4f}")
+    print(f"  latency p50 {result['latency_ms']['p50']:.3f} ms; written to {out}")
 
 
 def _convert_args(p: argparse.ArgumentParser) -> None:
@@ -171,23 +207,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from .publish import changes_from_catalog, channel_manifest, publish_bundle, publish_changes
+    from .publish import changes_from_catalog, channel_manifest, publish_bundle, publish_changes, read_change_set
     if bool(args.bundle) == bool(args.changes):
         raise ValueError("give exactly one of --bundle (a new full version) or --changes (a catalog change set)")
     if args.bundle:
         m = publish_bundle(args.channel, args.bundle, args.key, args.name, args.expires_days)
         print(f"channel {m.channel}: version {m.version} published as a snapshot ({m.snapshot.size:,} bytes)")
         return 0
+    change_set = read_change_set(args.changes)  # the cheap checks first: the input, then the channel
+    manifest = channel_manifest(args.channel)
     from .teacher import SASRecTeacher
     from .text import TextEncoder
     teacher = SASRecTeacher.load(args.teacher)
     encoder = TextEncoder(cache_dir=Path(args.teacher).parent / "cache")
-    manifest = channel_manifest(args.channel)
     search_model = None
     if manifest.search is not None:
         from .search.model import SearchModel
         search_model = SearchModel.load(args.search_model or Path(args.teacher).parent / "search")
-    changes = changes_from_catalog(args.changes, teacher, encoder, manifest, search_model)
+    changes = changes_from_catalog(change_set, teacher, encoder, manifest, search_model)
     m = publish_changes(args.channel, changes, args.key, args.expires_days)
     d = m.deltas[-1]
     print(f"channel {m.channel}: version {m.version}: {len(changes.upsert_ids)} upserted, {len(changes.delete_ids)} "
@@ -195,26 +232,55 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+CONVERTER_PACKAGES = ("tensorflow", "transformers", "torch")
+COMMANDS = {"train-teacher": "train (or reuse) the reference SASRec teacher",
+            "eval": "full-ranking evaluation of saved teachers, the popularity baseline and a bundle's search",
+            "convert": "teacher -> int8 TFLite student + query encoder + HNSW indexes -> signed bundle",
+            "publish": "publish a new version to a channel: a bundle (snapshot) or a catalog change set (delta)",
+            "demo": "data -> teacher -> metrics -> bundle -> a device, end to end"}
+INSTALL = "pip install 'edge-rec[converter]'"
+
+
+def missing_packages() -> List[str]:
+    """The converter's heavy packages that are not installed (found without importing them)."""
+    import importlib.util
+    return [name for name in CONVERTER_PACKAGES if importlib.util.find_spec(name) is None]
+
+
 def register(sub) -> None:
-    """Add the converter's subcommands to the ``edge-rec`` parser."""
+    """Add the converter's subcommands to the ``edge-rec`` parser; without the converter extra they are
+    listed as unavailable, with the line that installs them."""
+    missing = missing_packages()
+    if missing:
+        def unavailable(args: argparse.Namespace) -> int:
+            print(f"edge-rec {args.command}: not available in this install (it needs {', '.join(missing)}): {INSTALL}",
+                  file=sys.stderr)
+            return 1
+        for name, text in COMMANDS.items():
+            p = sub.add_parser(name, help=f"(unavailable: {INSTALL}) {text}", add_help=False, prefix_chars="\0")
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(func=unavailable)
+        return
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--artifacts", metavar="DIR", help="where models and reports go (default: artifacts/<data set>)")
 
-    p = sub.add_parser("train-teacher", parents=[common], help="train (or reuse) the reference SASRec teacher")
+    p = sub.add_parser("train-teacher", parents=[common], help=COMMANDS["train-teacher"])
     _data_args(p)
     _teacher_args(p)
     p.add_argument("--out", metavar="DIR", help="teacher directory (default: <artifacts>/teacher[-notext])")
     p.add_argument("--force", action="store_true", help="retrain even if a matching teacher is saved")
     p.set_defaults(func=cmd_train_teacher)
 
-    p = sub.add_parser("eval", parents=[common], help="full-ranking evaluation of saved teachers and the popularity baseline")
+    p = sub.add_parser("eval", parents=[common], help=COMMANDS["eval"])
     _data_args(p)
     p.add_argument("--teacher", metavar="DIR", action="append", help="a saved teacher (repeatable)")
     p.add_argument("--split", choices=["test", "valid"], default="test")
+    p.add_argument("--bundle", metavar="DIR", help="also measure this bundle's on-device search on held-out items' queries")
+    p.add_argument("--key", metavar="PUB", help="the bundle's public key")
     p.add_argument("--json", metavar="FILE", help="where to write the metrics (default: <artifacts>/eval-<split>.json)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("convert", parents=[common], help="teacher -> int8 TFLite student + HNSW index -> signed bundle")
+    p = sub.add_parser("convert", parents=[common], help=COMMANDS["convert"])
     _data_args(p)
     _teacher_args(p)
     _convert_args(p)
@@ -222,7 +288,7 @@ def register(sub) -> None:
                                                     "trained if missing)")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("publish", help="publish a new version to a channel: a bundle (snapshot) or a catalog change set (delta)")
+    p = sub.add_parser("publish", help=COMMANDS["publish"])
     p.add_argument("channel", help="channel directory (created if missing)")
     p.add_argument("--bundle", metavar="DIR", help="a bundle to ship as the next full version")
     p.add_argument("--changes", metavar="FILE", help='change set JSON: {"upsert": [{"id", "title", "year", "genres"}], "delete": [ids]}')
@@ -235,7 +301,7 @@ def register(sub) -> None:
     p.add_argument("--expires-days", type=float, default=7.0, help="days until devices call the channel stale (default 7)")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("demo", parents=[common], help="data -> teacher -> metrics -> bundle, end to end")
+    p = sub.add_parser("demo", parents=[common], help=COMMANDS["demo"])
     _data_args(p)
     _teacher_args(p)
     _convert_args(p)

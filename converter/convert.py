@@ -21,7 +21,7 @@ from .index import tune_index
 from .progress import say
 from .quantize import quantize_student
 from .search.build import SearchBuild, SearchConfig, build_search
-from .search.evaluate import choose_blend, headline, personalisation_effect, search_metrics
+from .search.evaluate import choose_blend, device_search
 from .search.model import SearchModel
 from .student import StudentConfig
 from .teacher import Teacher
@@ -226,41 +226,20 @@ def _search_part(search: SearchBuild, recall_target: float) -> SearchPart:
 
 def measure_search(rec: EdgeRecommender, search: SearchBuild, dataset: Dataset, split: Split, c: ConvertConfig,
                    blend: Dict[str, Any]) -> Dict[str, Any]:
-    """The bundle's search, through the runtime, on held-out items' queries: quality against the
-    language model (the anchor), personalisation, sizes and latency."""
+    """The bundle's search, through the runtime, on held-out items' queries (a seeded sample of at most
+    ``c.search_eval_queries``), plus the training-time measurements and the files' sizes."""
     n = len(search.eval_queries)
     sample = np.sort(np.random.default_rng(0).choice(n, min(n, c.search_eval_queries), replace=False))
-    queries, anchor = [search.eval_queries[i] for i in sample], search.anchor_top[sample]
-    row = {item_id: r for r, item_id in enumerate(rec.items.ids)}
-    times, tops = [], []
-    for q in queries:
-        t = time.perf_counter()
-        results = rec.search(q.text, k=10, personalize=False)
-        times.append(time.perf_counter() - t)
-        tops.append([row[r.item_id] for r in results])
-    device = search_metrics(tops, queries, dataset.items, anchor)
     histories = [[dataset.items[i].id for i in h] for h in split.test.histories if len(h)]
-    effect = personalisation_effect(lambda text, h: [r.item_id for r in rec.search(text, k=10, history=h)],
-                                    queries[:300], histories)
-    known = [q for q in queries if q.known_item][:300]
-    users = np.random.default_rng(1).integers(0, len(histories), len(known))
-    personal_success = float(np.mean([q.item_id in [r.item_id for r in rec.search(q.text, k=5, history=histories[u])]
-                                      for q, u in zip(known, users)]))
+    measured = device_search(rec, [search.eval_queries[i] for i in sample], search.anchor_top[sample], dataset.items,
+                             histories)
+    measured["personalisation"].update(blend)
     m = rec.bundle.manifest
     files = {name: m.files[name].size for name in (m.search.tokenizer, m.search.encoder.file, m.search.vectors,
                                                      m.search.scales, m.search.index.file)}
-    report = dict(search.report)
-    report.update({
-        "device_heldout": device, "headline": headline(device), "anchor_headline": headline(search_metrics(
-            anchor, queries, dataset.items, anchor)),
-        "personalisation": {**effect, "weight": m.search.blend, "known_item_success@5_with_history": personal_success,
-                            **blend},
-        "latency_ms": {"p50": 1e3 * float(np.median(times)), "p99": 1e3 * float(np.percentile(times, 99)),
-                       "queries": len(times)},
-        "files": files, "tokenizer_and_encoder_bytes": files[m.search.tokenizer] + files[m.search.encoder.file],
-        "index": {"M": m.search.index.M, "ef_search": m.search.index.ef_search, "dim": m.search.dim},
-    })
-    return report
+    return {**search.report, **measured, "files": files,
+            "tokenizer_and_encoder_bytes": files[m.search.tokenizer] + files[m.search.encoder.file],
+            "index": {"M": m.search.index.M, "ef_search": m.search.index.ef_search, "dim": m.search.dim}}
 
 
 def _public_key_of(private_key: Union[str, Path]):

@@ -30,11 +30,13 @@ from edge_rec.quant import quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
 
+from .errors import ConverterError
+
 MAX_DELTAS = 30  # deltas kept in the channel; devices further behind take the snapshot
 PathLike = Union[str, Path]
 
 
-class PublishError(Exception):
+class PublishError(ConverterError):
     """The channel or the input cannot be published as asked."""
 
 
@@ -195,12 +197,13 @@ def read_change_set(path: PathLike) -> "tuple[list, list]":
     return upsert, [str(d) for d in delete]
 
 
-def changes_from_catalog(change_file: PathLike, teacher, encoder, manifest: Manifest, search_model=None) -> ItemChanges:
-    """Embed a change set's items with the teacher (ID embedding + text for known items, text alone for
-    new ones: cold start) and, when the channel's bundle has search, into the search space with the
-    search model; quantize them like the bundle's tables."""
+def changes_from_catalog(change_set: "tuple[list, list]", teacher, encoder, manifest: Manifest,
+                         search_model=None) -> ItemChanges:
+    """Embed a change set's items (as :func:`read_change_set` returns them) with the teacher (ID embedding
+    + text for known items, text alone for new ones: cold start) and, when the channel's bundle has
+    search, into the search space with the search model; quantize them like the bundle's tables."""
     from .data import Item
-    upsert, delete = read_change_set(change_file)
+    upsert, delete = change_set
     dim = manifest.items.dim
     items = [Item(str(u["id"]), str(u.get("title", "")), u.get("year"), tuple(u.get("genres", ())),
                   {k: str(v) for k, v in u.items() if k not in ("id", "title", "year", "genres")}) for u in upsert]

@@ -16,11 +16,12 @@ from edge_rec.manifest import ModelSpec, TensorSpec
 from edge_rec.model import OpReport, StudentModel
 
 from .distill import StudentScorer, exclude_seen_topk, history_inputs, topk_overlap
+from .errors import ConverterError
 from .student import StudentConfig, input_shapes, uses_mask
 from .tf_env import keras, tf
 
 
-class ParityError(RuntimeError):
+class ParityError(ConverterError):
     """The int8 model drifted too far from the fp32 student; the conversion is refused."""
 
 

@@ -2,38 +2,55 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Union
 
 from edge_rec.atomic import atomic_write_bytes, atomic_write_json
 
+SHORT = {"student int8 + HNSW (bundle)": "bundle (int8 + HNSW)",
+         "teacher (compiled user vector + exact scoring)": "teacher (compiled)",
+         "student (TFLite + HNSW top-10)": "device path"}
 
-def _plots(report: Dict[str, Any], out: Path) -> Dict[str, str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = {}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    models = list(report["test"])
+COLORS = {"popularity": "#bbbbbb", "teacher": "#4c72b0", "student fp32": "#55a868", "student int8 + HNSW (bundle)": "#c44e52",
+          "teacher (compiled user vector + exact scoring)": "#4c72b0", "student (TFLite + HNSW top-10)": "#c44e52"}
+ORDER = list(COLORS)
+
+
+def _ordered(keys) -> List[str]:
+    return sorted(keys, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
+
+
+def _quality_latency(report: Dict[str, Any], out: Path, plt) -> str:
+    models = _ordered(report["test"])
+    labels = [SHORT.get(m, m) for m in models]
+    colors = [COLORS.get(m, "#8172b2") for m in models]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1, 1, 1.1]})
     for ax, metric in zip(axes[:2], ("NDCG@10", "HR@10")):
         values = [report["test"][m][metric] for m in models]
-        ax.barh(models, values, color=["#bbb", "#4c72b0", "#55a868", "#c44e52"][:len(models)])
+        ax.barh(labels, values, color=colors)
         for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.4f}", va="center")
+            ax.text(v, y, f" {v:.4f}", va="center", fontsize=9)
+        ax.set_xlim(0, max(values) * 1.3)
         ax.set_xlabel(f"test {metric} (full ranking)")
         ax.invert_yaxis()
-    lat = {k: v for k, v in report["latency_ms"].items() if k != "speedup"}
-    axes[2].barh(list(lat), list(lat.values()), color=["#4c72b0", "#c44e52"])
-    axes[2].set_xscale("log")
-    axes[2].set_xlabel("median ms per query (log scale)")
-    axes[2].set_title(f"{report['latency_ms']['speedup']:.0f}x faster")
-    axes[2].invert_yaxis()
+    timed = _ordered(k for k in report["latency_ms"] if k != "speedup")
+    lat = {SHORT.get(k, k): report["latency_ms"][k] for k in timed}
+    ax = axes[2]
+    ax.barh(list(lat), list(lat.values()), color=[COLORS.get(k, "#8172b2") for k in timed])
+    ax.set_xscale("log")
+    ax.set_xlim(min(lat.values()) / 3, max(lat.values()) * 8)
+    for y, v in enumerate(lat.values()):
+        ax.text(v, y, f" {v:.3g} ms", va="center", fontsize=9)
+    ax.set_xlabel("median ms per query (log scale)")
+    ax.set_title(f"device path {report['latency_ms']['speedup']:.0f}x faster than the compiled teacher", fontsize=10)
+    ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(out / "quality_latency.png", dpi=100)
-    names["quality_latency"] = "quality_latency.png"
     plt.close(fig)
+    return "quality_latency.png"
 
-    idx = report["index"]
+
+def _index_recall(idx: Dict[str, Any], out: Path, plt, name: str, title: str) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for M, curve in idx["curves"].items():
         efs = sorted(int(e) for e in curve)
@@ -42,14 +59,95 @@ def _plots(report: Dict[str, Any], out: Path) -> Dict[str, str]:
     ax.axhline(idx["target"], color="gray", ls="--", lw=1, label=f"target {idx['target']}")
     ax.plot([idx["ef_search"]], [idx["recall"]], "k*", ms=12, label=f"shipped: M={idx['M']}, ef={idx['ef_search']}")
     ax.set_xscale("log")
-    ax.set_xlabel("ef_search")
+    ax.set_xlabel("ef_search (log scale)")
     ax.set_ylabel("recall@10 vs exact search")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "index_recall.png", dpi=100)
-    names["index_recall"] = "index_recall.png"
+    fig.savefig(out / name, dpi=100)
     plt.close(fig)
+    return name
+
+
+def _search_sizes(search: Dict[str, Any], out: Path, plt) -> str:
+    """Validation quality of each query-encoder size against its parameter count."""
+    fig, ax = plt.subplots(figsize=(9, 4.4))
+    encoders = sorted(search["encoders"], key=lambda e: e["parameters"])
+    x = [e["parameters"] / 1e6 for e in encoders]
+    for key, label, color in (("known_item_success@5", "known-item success@5", "#4c72b0"),
+                              ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"),
+                              ("intent_precision@10", "intent precision@10", "#55a868")):
+        ys = [e["validation"][key]["all"] for e in encoders]
+        ax.plot(x, ys, marker="o", color=color, label=label)
+        for xi, yi in zip(x, ys):
+            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for xi, e in zip(x, encoders):
+        ax.annotate(f"{e['name']}\n{e['vocab_size']} pieces, {e['bigram_buckets']} bigrams", (xi, 0.02), fontsize=8,
+                    ha="center")
+    span = max(x) - min(x) or max(x)
+    ax.set_xlim(max(0.0, min(x) - 0.4 * span), max(x) + 0.4 * span)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("query encoder parameters, millions (int8: one byte each)")
+    ax.set_ylabel("validation items' queries")
+    ax.set_title(f"search quality against encoder size (chosen: {search['chosen'].split(':')[0]})", fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(out / "search_quality_size.png", dpi=100)
+    plt.close(fig)
+    return "search_quality_size.png"
+
+
+def _plots(report: Dict[str, Any], out: Path) -> Dict[str, str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = {"quality_latency": _quality_latency(report, out, plt),
+             "index_recall": _index_recall(report["index"], out, plt, "index_recall.png", "item index")}
+    if "search" in report:
+        names["search_quality_size"] = _search_sizes(report["search"], out, plt)
     return names
+
+
+def _search_lines(s: Dict[str, Any], plots: Dict[str, str]) -> List[str]:
+    h, a, p = s["headline"], s["anchor_headline"], s["personalisation"]
+    lines = ["", "## On-device search", "",
+             f"Held-out items ({s['split']['heldout']}, never seen by the encoder): generated queries "
+             f"({s['device_heldout']['known_item_success@5']['queries']} known-item, "
+             f"{s['device_heldout']['intent_precision@10']['queries']} intent), answered by the bundle through "
+             "`EdgeRecommender.search` (int8 encoder, search index), without personalisation.", "",
+             "| measure | device (int8) | all-MiniLM-L6-v2, full search |", "|---|---:|---:|"]
+    for key, label in (("known_item_success@5", "known-item success@5"), ("intent_precision@10", "intent precision@10"),
+                       ("anchor_overlap@10", "top-10 overlap with all-MiniLM-L6-v2")):
+        lines.append(f"| {label} | {h[key]:.4f} | {a[key]:.4f} |")
+    lines += ["", "| query kind | known-item success@5 | overlap@10 |", "|---|---:|---:|"]
+    by_success = s["device_heldout"]["known_item_success@5"]["by_kind"]
+    by_overlap = s["device_heldout"]["anchor_overlap@10"]["by_kind"]
+    by_intent = s["device_heldout"]["intent_precision@10"]["by_kind"]
+    for kind in sorted(by_overlap):
+        first = by_success.get(kind, by_intent.get(kind))
+        kind_label = kind if kind in by_success else f"{kind} (intent precision@10)"
+        lines.append(f"| {kind_label} | {first:.4f} | {by_overlap[kind]:.4f} |")
+    lines += ["", f"- Personalisation (weight {p['weight']}, chosen on validation queries): the same query gives two "
+              f"real users different top-10s in {100 * p['different_top10_share']:.0f}% of {p['queries']} queries "
+              f"(mean top-10 overlap between them {p['mean_top10_overlap']:.2f}); known-item success@5 with a user's "
+              f"history {p['known_item_success@5_with_history']:.4f}.",
+              f"- Encoder: {s['chosen']}; int8 {s['encoder_bytes'] / 1024:.0f} KiB + tokenizer "
+              f"{s['tokenizer_bytes'] / 1024:.0f} KiB = {s['tokenizer_and_encoder_bytes'] / 1e6:.2f} MB; ops "
+              f"{', '.join(s['ops'])}; float ops: {', '.join(s['float_ops']) or 'none'}; Edge TPU: "
+              f"{'compatible' if not s['edgetpu_blockers'] else '; '.join(s['edgetpu_blockers'])}; parity with fp32: "
+              f"cosine {s['parity']['cosine_mean']:.4f}, top-10 overlap {s['parity']['top10_overlap']:.3f}.",
+              f"- Search space: dimension {s['index']['dim']}, index M={s['index']['M']}, ef_search={s['index']['ef_search']}; "
+              f"search p50 {s['latency_ms']['p50']:.3f} ms (p99 {s['latency_ms']['p99']:.3f}) on this bundle.",
+              f"- Trained on {s['training_texts']['queries']:,} generated queries of {s['split']['train']} training items "
+              f"and {s['training_texts']['transfer']:,} transfer texts; {s['minutes']:.1f} min.", "",
+              "| encoder | pieces | bigram buckets | parameters | valid success@5 | valid overlap@10 | valid intent p@10 |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for e in s["encoders"]:
+        v = e["validation"]
+        lines.append(f"| {e['name']} | {e['vocab_size']} | {e['bigram_buckets']} | {e['parameters']:,} | "
+                     f"{v['known_item_success@5']['all']:.4f} | {v['anchor_overlap@10']['all']:.4f} | "
+                     f"{v['intent_precision@10']['all']:.4f} |")
+    return lines + ["", f"![search quality against encoder size]({plots['search_quality_size']})"]
 
 
 def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
@@ -89,6 +187,9 @@ def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
         lines.append(f"| {s['architecture']} | {s['valid_fp32']['NDCG@10']:.4f} | {s['valid_int8']['NDCG@10']:.4f} | "
                      f"{s['parity']['cosine_mean']:.4f} | {s['tflite_bytes'] / 1024:.1f} | {s['latency_ms']:.3f} | "
                      f"{', '.join(s['float_ops']) or 'none'} |")
-    lines += ["", f"Chosen: {report['chosen']}", ""]
+    lines += ["", f"Chosen: {report['chosen']}"]
+    if "search" in report:
+        lines += _search_lines(report["search"], plots)
+    lines.append("")
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
     return out / "report.md"

@@ -4,8 +4,9 @@
     python device_tests/prepare.py --out kit/          # no bundle: convert a small one from a ML-1M slice
 
 The kit holds the bundle, its public key, a channel (version 1 = the bundle, version 2 = a 1% catalog
-delta) and reference.json: the query vectors and top-10 lists this machine computed for real user
-histories, which the device must reproduce.
+delta that adds titled items, searchable at once) and reference.json: the query vectors and top-10
+lists this machine computed for real user histories and for search queries, which the device must
+reproduce.
 """
 from __future__ import annotations
 
@@ -20,15 +21,23 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+NEW_TITLE = "Robots of the Red Planet"  # the delta's new items are titled this (plus a number): searchable at once
 sys.path.insert(0, str(ROOT))
 
 
+SEARCHES = ["toy story", "a 90s comedy", "scary movies from the 80s", "star wars", "romantic drama", "godfather",
+            "movies like the matrix", "a kids cartoon", "western", "jurasic park"]
+
+
 def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
-    """A bundle converted from the first ``users`` ML-1M users (a few minutes on 2 cores)."""
+    """A bundle with search converted from the first ``users`` ML-1M users (a few minutes on 2 cores)."""
     from converter.convert import ConvertConfig, convert
     from converter.data import build_dataset, leave_one_out, load_movielens_1m
+    from converter.search.build import SearchConfig
+    from converter.search.encoder import EncoderConfig
     from converter.student import StudentConfig
     from converter.teacher import SASRecConfig, train_sasrec
+    from converter.text import TextEncoder
     from edge_rec.signing import generate_keypair
     full = load_movielens_1m()
     events = [(full.user_ids[u], full.items[i].id, float(t)) for u in range(users) for t, i in enumerate(full.sequences[u])]
@@ -37,9 +46,13 @@ def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
     teacher, _ = train_sasrec(split, [it.id for it in data.items], None,
                               SASRecConfig(max_len=50, dim=32, max_epochs=6, eval_every=3, use_text=False))
     key, _ = generate_keypair(out / "keys")
+    search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64),), dim=32, general_texts=4000,
+                          catalog_texts=4000, epochs=3, space_epochs=2, queries_per_kind=1, golden_queries=6)
     convert(data, split, teacher, out / "bundle", key,
             ConvertConfig(architectures=("pool-recent",), student=StudentConfig(epochs=4, history_len=20, hidden=64),
-                          representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8))
+                          representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8, search=search,
+                          search_eval_queries=200),
+            text_encoder=TextEncoder(cache_dir=out / "cache"), search_model_out=out / "search")
     return out / "bundle", key
 
 
@@ -47,10 +60,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", help="bundle directory (default: convert a small one from a ML-1M slice)")
     p.add_argument("--key", help="the bundle's private key (its .pub is shipped in the kit)")
+    p.add_argument("--search-model", help="the bundle's search model (default: beside the bundle, <bundle>/../search)")
     p.add_argument("--out", required=True)
     p.add_argument("--histories", type=int, default=40, help="reference histories beyond the golden cases")
     args = p.parse_args()
+    from converter.data import Item
     from converter.publish import changes_from_vectors, publish_bundle, publish_changes
+    from converter.search.model import SearchModel
+    from converter.text import TextEncoder
     from edge_rec.recommender import EdgeRecommender
 
     out = Path(args.out)
@@ -68,8 +85,16 @@ def main() -> int:
         rows = rng.choice(len(rec.items), n, replace=False)
         ups = {rec.items.ids[r]: vectors[r] * 0.95 for r in rows[: n // 2]}
         ups.update({f"kit-new-{i}": vectors[r] * 1.02 for i, r in enumerate(rng.choice(len(rec.items), n // 3))})
-        meta = {k: {"title": f"kit item {k}", "genres": ["Drama"]} for k in ups}
-        publish_changes(out / "channel", changes_from_vectors(ups, meta, [rec.items.ids[r] for r in rows[n // 2:]]), key)
+        meta = {k: rec.items.metadata(int(rec.items.row_of[k])) if k in rec.items.row_of else
+                {"title": f"{NEW_TITLE} {k[8:]}", "year": 2026, "genres": ["Drama"]} for k in ups}
+        search = None
+        if rec.has_search:
+            model = SearchModel.load(args.search_model or bundle.parent / "search")
+            items = [Item(k, m.get("title", ""), m.get("year"), tuple(m.get("genres", ()))) for k, m in meta.items()]
+            lm = TextEncoder(cache_dir=bundle.parent / "cache").encode([it.text() for it in items])
+            search = dict(zip(meta, model.item_vectors(items, lm)))
+        publish_changes(out / "channel", changes_from_vectors(ups, meta, [rec.items.ids[r] for r in rows[n // 2:]], search),
+                        key)
     histories = [g.history for g in rec.bundle.manifest.golden if g.history]
     for _ in range(args.histories):
         histories.append(list(rng.choice(rec.items.ids, int(rng.integers(3, 60)), replace=False)))
@@ -79,8 +104,14 @@ def main() -> int:
         top, scores = rec.recommend_rows(rows, 10)
         cases.append({"history": list(h), "query": rec.query_vector(rows[-rec.history_len:]).tolist(),
                       "top": [rec.items.ids[r] for r in top], "scores": scores.tolist()})
+    searches = []
+    for text in SEARCHES if rec.has_search else []:
+        vector = rec.search_vector(text)
+        hits = rec.search(text, k=10, personalize=False)
+        searches.append({"query": text, "vector": None if vector is None else vector.tolist(),
+                         "top": [r.item_id for r in hits], "scores": [r.score for r in hits]})
     reference = {"machine": platform.machine(), "python": platform.python_version(), "backend": rec.model.backend,
-                 "cases": cases}
+                 "cases": cases, "searches": searches, "new_title": NEW_TITLE}
     (out / "reference.json").write_text(json.dumps(reference))
     print(f"device kit written to {out}: bundle v{rec.bundle.manifest.bundle_version} ({len(rec.items)} items), "
           f"channel v1 -> v2, {len(cases)} reference cases")

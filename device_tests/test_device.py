@@ -64,6 +64,28 @@ def test_outputs_match_the_workstation(rec, kit, report):
     assert worst_cos >= COSINE_FLOOR and same == len(ref["cases"]), report["parity"]
 
 
+def test_search_matches_the_workstation(rec, kit, report):
+    ref = json.loads((kit / "reference.json").read_text())
+    if not ref.get("searches"):
+        pytest.skip("the kit's bundle has no search")
+    worst_abs, same, times = 0.0, 0, []
+    for case in ref["searches"]:
+        vector = rec.search_vector(case["query"])
+        assert (vector is None) == (case["vector"] is None), case["query"]
+        if vector is not None:
+            worst_abs = max(worst_abs, float(np.abs(vector - np.asarray(case["vector"], np.float32)).max()))
+        t = time.perf_counter()
+        hits = rec.search(case["query"], k=10, personalize=False)
+        times.append(time.perf_counter() - t)
+        same += [h.item_id for h in hits] == case["top"]
+    history = ref["cases"][0]["history"]
+    personal = rec.search(ref["searches"][1]["query"], k=10, history=history)
+    assert len(personal) == 10 and all(np.isfinite(h.score) for h in personal)
+    report["search"] = {"queries": len(ref["searches"]), "identical_top10": same, "max_abs_vector_diff": worst_abs,
+                        "p50_ms": 1e3 * float(np.median(times))}
+    assert same == len(ref["searches"]) and worst_abs <= 1e-6, report["search"]
+
+
 def test_recommend_similar_and_filters(rec):
     history = json.loads((rec.bundle.path.parent / "reference.json").read_text())["cases"][0]["history"]
     recs = rec.recommend(k=10, history=history)
@@ -105,7 +127,11 @@ def test_sync_from_a_loopback_server(kit, tmp_path, report):
         second = SyncClient(tmp_path / "state", url, kit / "edge-rec.pub").sync_once()
         report["delta_sync_s"] = time.perf_counter() - t
         assert (second.state, second.version) == ("updated", 2), second.line()
-        assert LiveRecommender(tmp_path / "state", kit / "edge-rec.pub").refresh().check_golden(tolerant=True).passed
+        with LiveRecommender(tmp_path / "state", kit / "edge-rec.pub") as live:
+            assert live.refresh().check_golden(tolerant=True).passed
+            if live.refresh().has_search:  # items the delta added are searchable on the device at once
+                title = json.loads((kit / "reference.json").read_text())["new_title"]
+                assert any(h.item_id.startswith("kit-new-") for h in live.search(title, k=5, personalize=False))
     finally:
         server.shutdown()
 
@@ -130,4 +156,4 @@ def test_latency_report(rec, kit, report):
         times.append(time.perf_counter() - t)
     ms = np.array(times) * 1e3
     report["recommend_ms"] = {"p50": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "queries": len(ms)}
-    assert np.all(np.isfinite(ms))
+    assert len(ms) == len(cases) and (ms > 0).all()  # every case answered and timed

@@ -17,7 +17,7 @@ import numpy as np
 from .atomic import atomic_write_json
 from .errors import IntegrityError, ManifestError
 from .manifest import LOCAL_NAME, MANIFEST_NAME, MAX_MANIFEST_BYTES, FileEntry, Manifest
-from .signing import KeyLike, verify
+from .signing import KeyLike, trusted_keys, verify
 
 CHUNK = 1 << 20
 
@@ -83,10 +83,8 @@ class Bundle:
     def open(cls, path: Union[str, Path], public_keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1) -> "Bundle":
         """Verify signature(s) and every file; raise a :class:`~edge_rec.errors.BundleError` subclass if anything is off."""
         path = Path(path)
-        keys = [public_keys] if isinstance(public_keys, (str, bytes, Path)) or not isinstance(public_keys, Iterable) \
-            else list(public_keys)
         manifest = read_manifest(path)
-        signers = verify(manifest.signed_payload, manifest.signatures, keys, threshold)
+        signers = verify(manifest.signed_payload, manifest.signatures, trusted_keys(public_keys), threshold)
         bundle = cls(path, manifest, signers)
         for name in list(manifest.files) + list(bundle.local):
             bundle.verify_file(name)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-POINTS = ("download", "verify", "stage-index", "stage-model", "write-manifest", "switch", "cleanup", "recover")
+POINTS = ("download", "verify", "stage-index", "stage-model", "write-manifest", "switch", "cleanup", "recover",
+          "cleanup-removed")
 
 hook: Optional[Callable[[str], None]] = None
 

@@ -16,7 +16,7 @@ from .errors import EdgeRecError
 from .golden import check_version
 from .history import HistoryStore
 from .recommender import EdgeRecommender, Recommendation
-from .signing import KeyLike
+from .signing import KeyLike, check_threshold, key_id, trusted_keys
 from .state import DeviceState
 
 
@@ -33,8 +33,8 @@ class LiveRecommender:
     def __init__(self, state_dir: Union[str, Path], public_keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1,
                  history: Union[str, Path, HistoryStore, None] = None, **kw: Any) -> None:
         self.device = DeviceState(state_dir)
-        self.keys = [public_keys] if not isinstance(public_keys, (list, tuple)) else list(public_keys)
-        self.threshold, self.kw = threshold, kw
+        self.keys = trusted_keys(public_keys)
+        self.threshold, self.kw = check_threshold(threshold, len({key_id(k) for k in self.keys})), kw
         self.history = HistoryStore(history) if isinstance(history, (str, Path)) else history
         self._owns_history = self.history is not history
         self._loaded: Optional[_Loaded] = None

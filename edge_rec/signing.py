@@ -75,18 +75,39 @@ def load_public_key(key: KeyLike) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+def trusted_keys(keys: Union[KeyLike, Iterable[KeyLike]]) -> List[Ed25519PublicKey]:
+    """Pinned public keys, normalised once: one key or several (``.pub`` paths, hex, raw bytes, key objects)."""
+    many = not isinstance(keys, (str, bytes, Path, Ed25519PublicKey)) and isinstance(keys, Iterable)
+    return [load_public_key(k) for k in (keys if many else [keys])]
+
+
+class ThresholdError(SignatureError, ValueError):
+    """A signature threshold that is not an integer between 1 and the number of pinned keys."""
+
+
+def check_threshold(threshold: object, n_keys: int) -> int:
+    """``threshold`` if it is an integer in [1, n_keys]; a threshold of 0 would accept unsigned documents."""
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= max(n_keys, 1):
+        raise ThresholdError(f"the signature threshold must be an integer from 1 to the number of pinned keys "
+                             f"({n_keys}), got {threshold!r}")
+    return threshold
+
+
 def sign(message: bytes, private: Ed25519PrivateKey) -> Signature:
     return Signature(key_id=key_id(private.public_key()), sig=base64.b64encode(private.sign(message)).decode())
 
 
-def verify(message: bytes, signatures: Sequence[Signature], trusted: Iterable[KeyLike], threshold: int = 1) -> List[str]:
+def verify(message: bytes, signatures: Sequence[Signature], trusted: Union[KeyLike, Iterable[KeyLike]],
+           threshold: int = 1) -> List[str]:
     """Check that at least ``threshold`` distinct trusted keys signed ``message``; return their ids.
 
-    Signatures by unknown keys are ignored; several signatures by one key count once.
+    Signatures by unknown keys are ignored; several signatures by one key count once. The threshold
+    must be from 1 to the number of distinct trusted keys (ThresholdError otherwise).
     """
-    keys = {key_id(k): k for k in (load_public_key(t) for t in trusted)}
+    keys = {key_id(k): k for k in trusted_keys(trusted)}
     if not keys:
         raise SignatureError("no trusted public key given: pin the publisher's key (the .pub file)")
+    check_threshold(threshold, len(keys))
     good = set()
     for s in signatures:
         if s.alg != "ed25519" or s.key_id not in keys or s.key_id in good:

@@ -134,6 +134,7 @@ class DeviceState:
         for entry in self.versions.iterdir():
             if entry.name not in keep:
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                failpoints.reached("cleanup-removed")
         for entry in self.root.iterdir():
             if entry.name.startswith(f".{STATE_NAME}.") and entry.name.endswith(".tmp"):
                 entry.unlink(missing_ok=True)

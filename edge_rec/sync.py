@@ -25,7 +25,7 @@ from .errors import EdgeRecError
 from .golden import check_version
 from .manifest import Manifest
 from .pack import read_pack
-from .signing import KeyLike, load_public_key, verify
+from .signing import KeyLike, check_threshold, key_id, trusted_keys, verify
 from .state import DeviceState, State
 
 CHUNK = 64 * 1024
@@ -133,9 +133,9 @@ class SyncClient:
                  limits: Optional[Limits] = None, clock: Callable[[], float] = time.time) -> None:
         self.device = DeviceState(root)
         self.url = url.rstrip("/")
-        self.keys = [keys] if isinstance(keys, (str, bytes, Path)) or not isinstance(keys, Iterable) else list(keys)
-        self.keys = [load_public_key(k) for k in self.keys]
-        self.threshold, self.limits, self.clock = threshold, limits or Limits(), clock
+        self.keys = trusted_keys(keys)
+        self.threshold = check_threshold(threshold, len({key_id(k) for k in self.keys}))
+        self.limits, self.clock = limits or Limits(), clock
 
     def sync_once(self, log: Callable[[str], None] = lambda s: None) -> SyncStatus:
         """One pull. Never raises for network or content problems: they become the returned status."""

@@ -3,11 +3,8 @@ and the runtime verifying and reproducing it."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from converter.quantize import ParityError, quantize_student
-from converter.student import StudentConfig
 from edge_rec.bundle import Bundle
 from edge_rec.errors import IntegrityError, SignatureError
 from edge_rec.manifest import MANIFEST_NAME
@@ -81,21 +78,13 @@ def test_tampered_manifest_and_wrong_key_are_rejected(converted, tmp_path):
         Bundle.open(converted["root"] / "bundle", other)
 
 
-def test_parity_check_refuses_a_drifted_model(converted):
-    from converter.distill import distill
-    split, teacher = converted["split"], converted["teacher"]
-    table = teacher.item_vectors()
-    student, _ = distill(teacher, split, table, StudentConfig(epochs=1, history_len=20, hidden=16), log=lambda m: None)
-    with pytest.raises(ParityError, match=r"mean cosine 0\.9\d+ \(need >= 1\.01\)"):
-        quantize_student(student, StudentConfig(epochs=1, history_len=20, hidden=16), table,
-                         split.valid.histories[:50], split.valid.histories[:50], min_cosine=1.01)
-
-
 def test_bundle_version_moves_forward(converted, tmp_path):
     from converter.bundle import next_version
     assert next_version(converted["root"] / "bundle") == converted["report"]["bundle_version"] + 1
     assert next_version(tmp_path / "none") == 1
-    assert np.isfinite(converted["report"]["latency_ms"]["speedup"])
+    lat = converted["report"]["latency_ms"]
+    student, teacher = lat["student (TFLite + HNSW top-10)"], lat["teacher (compiled user vector + exact scoring)"]
+    assert student > 0 and teacher > 0 and lat["speedup"] == pytest.approx(teacher / student)
 
 
 def test_pool_recent_is_full_integer_and_edgetpu_mappable(converted):

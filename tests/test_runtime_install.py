@@ -22,16 +22,31 @@ sys.meta_path.insert(0, Block())
 """
 
 
-@pytest.mark.parametrize("machine,python", [("x86_64", "3.11"), ("aarch64", "3.12"), ("armv7l", "3.11"), ("x86_64", "3.10")])
-def test_base_requirements_have_no_heavy_packages(machine, python):
-    env = {"platform_machine": machine, "python_version": python, "python_full_version": python + ".0", "extra": ""}
+# Linux wheels on PyPI, measured with `pip download --only-binary=:all: --python-version V --platform ...` (every
+# manylinux tag): (package, python, machine). ai-edge-litert 2.3.0: cp310-cp314 x86_64/aarch64; tflite-runtime
+# 2.14.0: cp39-cp311 x86_64/aarch64/armv7l.
+WHEELS = ({("ai-edge-litert", py, m) for py in ("3.10", "3.11", "3.12", "3.13", "3.14") for m in ("x86_64", "aarch64")}
+          | {("tflite-runtime", py, m) for py in ("3.9", "3.10", "3.11") for m in ("x86_64", "aarch64", "armv7l")})
+# The platforms the README names: (machine, python) -> supported (an interpreter installs) or refused by pip.
+PLATFORMS = {("x86_64", py): True for py in ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")}
+PLATFORMS.update({("aarch64", py): True for py in ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")})
+PLATFORMS.update({("armv7l", py): int(py.split(".")[1]) <= 11 for py in ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")})
+
+
+@pytest.mark.parametrize("machine,python", sorted(PLATFORMS))
+def test_base_requirements_pick_one_interpreter_that_has_wheels(machine, python):
+    env = {"platform_machine": machine, "python_version": python, "python_full_version": python + ".0", "extra": "",
+           "sys_platform": "linux", "platform_system": "Linux"}
     base = [Requirement(r) for r in requires("edge-rec")]
     active = {r.name.lower() for r in base if r.marker is None or r.marker.evaluate(env)}
     assert not active & HEAVY
     assert {"numpy", "hnswlib", "sentencepiece", "cryptography"} <= active
     interpreters = active & {"ai-edge-litert", "tflite-runtime"}
     assert len(interpreters) == 1, f"exactly one TFLite interpreter for {machine}/{python}: {interpreters}"
-    if "tflite-runtime" in interpreters:  # tflite-runtime 2.14 breaks with numpy 2
+    interpreter = interpreters.pop()
+    # supported platforms get an interpreter with a wheel; the others get one without, so pip refuses, naming it
+    assert ((interpreter, python, machine) in WHEELS) == PLATFORMS[(machine, python)], (interpreter, python, machine)
+    if interpreter == "tflite-runtime":  # tflite-runtime 2.14 breaks with numpy 2
         assert any(r.name == "numpy" and "<2" in str(r.specifier) and r.marker.evaluate(env) for r in base)
 
 

@@ -50,11 +50,14 @@ def base(converted, tmp_path_factory):
     shutil.copytree(ch1, ch2)
     rec = EdgeRecommender.open(converted["bundle"], converted["pub"])
     vectors = rec.items.dequantized(np.arange(len(rec.items)))
+    searchable = rec.search_retriever.vectors(np.arange(len(rec.items)))  # each item's search vector
     rng = np.random.default_rng(0)
-    ups = {f"new-{i}": vectors[rng.integers(0, len(vectors))] * 1.05 for i in range(20)}
-    ups.update({rec.items.ids[i]: vectors[i] * 0.9 for i in range(5, 10)})
+    drawn = {f"new-{i}": int(rng.integers(0, len(vectors))) for i in range(20)}
+    drawn.update({rec.items.ids[i]: i for i in range(5, 10)})
+    ups = {k: vectors[r] * (1.05 if k.startswith("new-") else 0.9) for k, r in drawn.items()}
     deleted = [rec.items.ids[i] for i in range(20, 25)]
-    changes = changes_from_vectors(ups, {k: {"title": k, "genres": ["Comedy"]} for k in ups}, deleted)
+    changes = changes_from_vectors(ups, {k: {"title": k, "genres": ["Comedy"]} for k in ups}, deleted,
+                                   {k: searchable[r] for k, r in drawn.items()})
     publish_changes(ch2, changes, converted["key"])
     return {"ch1": ch1, "ch2": ch2, "deleted": deleted, "new": [k for k in ups if k.startswith("new-")],
             "key": converted["key"], "pub": converted["pub"], "root": root}
@@ -190,6 +193,8 @@ class Faulty(BaseHTTPRequestHandler):
             start = int(rng.split("=")[1].split("-")[0])
         type(self).calls += 1
         body = data[start:]
+        sent = type(self).sent  # (path, range start, bytes written) of every response
+        sent.append([self.path, int(rng.split("=")[1].split("-")[0]) if rng else None, 0])  # the start asked for
         if self.mode == "change-length" and rng:
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data)}/{len(data) + 1}")
@@ -226,14 +231,16 @@ class Faulty(BaseHTTPRequestHandler):
             cut = random.Random(type(self).calls).randrange(1, max(2, len(body)))  # a random offset
             self.wfile.write(body[:cut])
             self.wfile.flush()
+            sent[-1][2] = cut
             self.connection.shutdown(2)
             return
         self.wfile.write(body)
+        sent[-1][2] = len(body)
 
 
 @pytest.fixture
 def faulty(channel):
-    handler = type("H", (Faulty,), {"root": channel["dir"], "mode": "ok", "calls": 0})
+    handler = type("H", (Faulty,), {"root": channel["dir"], "mode": "ok", "calls": 0, "sent": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -265,6 +272,9 @@ def test_trickling_server_is_abandoned_then_sync_succeeds(faulty):
 def test_dropped_connections_resume_or_restart_cleanly(faulty, mode):
     faulty["handler"].mode = "drop"
     s = client(faulty, limits=Limits(connect_timeout=2.0, attempts=1)).sync_once()
+    assert s.state == "failed", s.line()  # the first snapshot request was cut short
+    partial = sum(f.stat().st_size for f in (faulty["device"] / "downloads").iterdir())
+    assert partial > 0, "the bytes received before the drop are kept for resuming"
     if mode != "drop":
         faulty["handler"].mode = mode
     for _ in range(4):
@@ -273,6 +283,13 @@ def test_dropped_connections_resume_or_restart_cleanly(faulty, mode):
             break
     assert s.state == "updated", s.line()
     assert not list((faulty["device"] / "downloads").iterdir())
+    size = ChannelManifest.from_bytes((faulty["dir"] / CHANNEL_NAME).read_bytes()).snapshot.size
+    packs = [(start, n) for path, start, n in faulty["handler"].sent if path.endswith(".pack")]
+    if mode == "drop":  # every retry resumed where the last stopped: no byte was fetched twice
+        assert any(start for start, _ in packs) and packs[1][0] == partial, packs
+        assert sum(n for _, n in packs) == size, (packs, size)
+    else:  # the client asked to resume; the server ignored or broke Range, so it started over and finished
+        assert packs[1][0] == partial and sum(n for _, n in packs[1:]) >= size, (packs, size)
 
 
 class _FullFile:
@@ -391,8 +408,14 @@ def test_sigkill_at_every_checkpoint_leaves_a_whole_version(channel, point):
     args = [str(channel["device"]), channel["url"], str(channel["pub"])]
     r = subprocess.run([sys.executable, "-c", CRASH, *args, point], capture_output=True, timeout=120)
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-c", CRASH, *args, "recover"], capture_output=True, timeout=120)
-    assert r.returncode == -signal.SIGKILL  # killed again during the recovery
+    leftovers = [e.name for e in (channel["device"] / "versions").iterdir() if e.name.startswith(".")]
+    r = subprocess.run([sys.executable, "-c", CRASH, *args, "cleanup-removed"], capture_output=True, timeout=120)
+    if leftovers:  # killed again during the recovery, after it removed a half-built version
+        assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+        left = [e.name for e in (channel["device"] / "versions").iterdir() if e.name.startswith(".")]
+        assert len(left) < len(leftovers), (leftovers, left)
+    else:
+        assert point in ("download", "verify", "switch", "cleanup"), f"{point} should leave a staging directory"
     live = LiveRecommender(channel["device"], channel["pub"])
     assert live.version in (1, 2) and live.refresh().check_golden(tolerant=True).passed
     s = client(channel).sync_once()

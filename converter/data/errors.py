@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import ConverterError
 
-class DataError(Exception):
+
+class DataError(ConverterError):
     """Base class for every data-loading problem."""
 
 

@@ -100,3 +100,32 @@ def choose_blend(search: Callable[[str, Optional[Sequence[str]], float], List[st
             chosen = w
     return chosen, {"known_item_success@5_by_weight": table, "queries": len(known), "tolerance": tolerance,
                     "chosen": chosen}
+
+
+def device_search(rec, queries: Sequence[Query], anchor_top: np.ndarray, items: Sequence[Item],
+                  histories: Sequence[Sequence[str]], personal_queries: int = 300) -> Dict[str, Any]:
+    """A bundle's search through the runtime (``rec``: an EdgeRecommender), on generated queries whose
+    catalog rows index ``items`` (mapped to the bundle's rows by item id): quality against the anchor,
+    the anchor's own quality on the same queries, personalisation with real ``histories``, latency."""
+    import time
+    bundle_row = {item_id: r for r, item_id in enumerate(rec.items.ids)}
+    row = {it.id: r for r, it in enumerate(items)}
+    times, tops = [], []
+    for q in queries:
+        t = time.perf_counter()
+        results = rec.search(q.text, k=10, personalize=False)
+        times.append(time.perf_counter() - t)
+        tops.append([row[r.item_id] for r in results if r.item_id in row])
+    device = search_metrics(tops, queries, items, anchor_top)
+    effect = personalisation_effect(lambda text, h: [r.item_id for r in rec.search(text, k=10, history=h)],
+                                    queries[:personal_queries], histories)
+    known = [q for q in queries if q.known_item and q.item_id in bundle_row][:personal_queries]
+    users = np.random.default_rng(1).integers(0, len(histories), len(known))
+    with_history = float(np.mean([q.item_id in [r.item_id for r in rec.search(q.text, k=5, history=histories[u])]
+                                  for q, u in zip(known, users)])) if known else None
+    return {"device_heldout": device, "headline": headline(device),
+            "anchor_headline": headline(search_metrics(anchor_top, queries, items, anchor_top)),
+            "personalisation": {**effect, "weight": rec.bundle.manifest.search.blend,
+                                "known_item_success@5_with_history": with_history},
+            "latency_ms": {"p50": 1e3 * float(np.median(times)), "p99": 1e3 * float(np.percentile(times, 99)),
+                           "queries": len(times)}}

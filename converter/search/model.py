@@ -13,6 +13,7 @@ from edge_rec.atomic import atomic_write_bytes, atomic_write_json, replace_dir, 
 from edge_rec.query import load_tokenizer
 
 from ..data import Item
+from ..errors import ConverterError
 from .encoder import ItemTower, encode_pieces
 from .queries import spoken_title, typed
 
@@ -48,8 +49,8 @@ class SearchModel:
         try:
             meta = json.loads((path / "search.json").read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"no search model at {path} (search.json missing): `edge-rec convert` writes "
-                                    "one beside the teacher") from None
+            raise ConverterError(f"no search model at {path} (search.json missing): `edge-rec convert` writes "
+                                 "one beside the teacher; pass --search-model DIR") from None
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}/search.json: format {meta.get('format')!r}, expected {FORMAT!r}")
+            raise ConverterError(f"{path}/search.json: format {meta.get('format')!r}, expected {FORMAT!r}")
         return cls((path / "tokenizer.model").read_bytes(), ItemTower.from_bytes((path / "item_tower.npz").read_bytes()))
