@@ -23,12 +23,12 @@ from edge_rec.atomic import atomic_write_bytes
 from edge_rec.bundle import Bundle, sha256_file, write_local_record
 from edge_rec.channel import CHANNEL_NAME, Artifact, ChannelManifest
 from edge_rec.delta import Delta, ItemChanges, build_version, write_delta
-from edge_rec.errors import BundleError
+from edge_rec.errors import EdgeRecError
 from edge_rec.manifest import MANIFEST_NAME, FileEntry, Manifest
-from edge_rec.pack import read_pack, write_pack
 from edge_rec.quant import quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
+from edge_rec.snapshot import snapshot_manifest, unpack_snapshot, write_snapshot
 
 from .errors import ConverterError
 
@@ -50,15 +50,6 @@ def _signed(manifest: Manifest, keys) -> bytes:
     return manifest.to_json()
 
 
-def _atomic_pack(path: Path, kind: str, meta: Dict[str, Any], sections: Dict[str, bytes]) -> "tuple[str, int]":
-    """Write a pack under a temporary name, then rename it into place; returns its (sha256, size)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_pack(tmp, kind, meta, sections)
-    os.replace(tmp, path)
-    return sha256_file(path)
-
-
 def read_channel(channel: PathLike) -> Optional[ChannelManifest]:
     file = Path(channel) / CHANNEL_NAME
     return ChannelManifest.from_bytes(file.read_bytes()) if file.is_file() else None
@@ -66,11 +57,8 @@ def read_channel(channel: PathLike) -> Optional[ChannelManifest]:
 
 def _write_snapshot(channel: Path, bundle_dir: Path, manifest_bytes: bytes, version: int) -> Artifact:
     """Pack a complete bundle directory (with the given signed manifest) as ``snapshots/v<N>.pack``."""
-    manifest = Manifest.from_bytes(manifest_bytes)
-    sections = {name: (bundle_dir / name).read_bytes() for name in sorted(manifest.files)}
-    sections[MANIFEST_NAME] = manifest_bytes
     rel = f"snapshots/v{version}.pack"
-    digest, size = _atomic_pack(channel / rel, "snapshot", {"version": version}, sections)
+    digest, size = write_snapshot(channel / rel, bundle_dir, manifest_bytes)
     return Artifact(rel, digest, size, version)
 
 
@@ -103,13 +91,6 @@ def publish_bundle(channel: PathLike, bundle_dir: PathLike, private_keys, name: 
                           snapshot, [], keys, expires_days)
 
 
-def unpack_snapshot(channel: Path, artifact: Artifact, out: Path) -> None:
-    pack = read_pack(channel / artifact.file, "snapshot")
-    for name in pack.sections:
-        with open(out / name, "wb") as f:
-            pack.copy_to(name, f)
-
-
 def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expires_days: float = 7.0) -> ChannelManifest:
     """Publish ``changes`` as version N+1: the delta N -> N+1, a snapshot of N+1, and a new channel.json."""
     channel = Path(channel)
@@ -121,7 +102,7 @@ def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expir
         base_dir, stage = Path(tmp) / "base", Path(tmp) / "next"
         base_dir.mkdir()
         stage.mkdir()
-        unpack_snapshot(channel, current.snapshot, base_dir)
+        unpack_snapshot(channel / current.snapshot.file, base_dir)
         base = Bundle.open(base_dir, [k.public_key() for k in keys])
         m = base.manifest
         target = copy.deepcopy(m)
@@ -229,8 +210,7 @@ def channel_manifest(channel: PathLike) -> Manifest:
     current = read_channel(channel)
     if current is None:
         raise PublishError(f"{channel} has no {CHANNEL_NAME}")
-    pack = read_pack(Path(channel) / current.snapshot.file, "snapshot")
     try:
-        return Manifest.from_bytes(pack.read(MANIFEST_NAME))
-    except BundleError as e:
+        return snapshot_manifest(Path(channel) / current.snapshot.file)
+    except EdgeRecError as e:
         raise PublishError(f"the channel's snapshot is unreadable: {e}") from None

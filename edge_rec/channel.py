@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from .errors import ManifestError
-from .manifest import Signature, SignedDocument, _field, signed_payload_of
+from .signed import Signature, SignedDocument, signed_payload_of, typed_field
 
 CHANNEL_FORMAT = "edge-rec-channel/1"
 CHANNEL_NAME = "channel.json"
@@ -31,8 +31,8 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> "Artifact":
-        a = cls(_field(d, "file", str, where), _field(d, "sha256", str, where), _field(d, "size", int, where),
-                _field(d, "to_version", int, where), _field(d, "from_version", int, where, optional=True))
+        a = cls(typed_field(d, "file", str, where), typed_field(d, "sha256", str, where), typed_field(d, "size", int, where),
+                typed_field(d, "to_version", int, where), typed_field(d, "from_version", int, where, optional=True))
         if len(a.sha256) != 64 or any(c not in "0123456789abcdef" for c in a.sha256):
             raise ManifestError(f"{where}.sha256: not a lowercase hex sha256")
         if a.size < 0 or a.to_version < 1:
@@ -78,14 +78,14 @@ class ChannelManifest(SignedDocument):
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise ManifestError(f"{CHANNEL_NAME} is not UTF-8 JSON ({type(e).__name__})") from None
         w = CHANNEL_NAME
-        if _field(raw, "format", str, w) != CHANNEL_FORMAT:
+        if typed_field(raw, "format", str, w) != CHANNEL_FORMAT:
             raise ManifestError(f"{w}: format {raw['format']!r}, this runtime reads {CHANNEL_FORMAT!r}")
-        m = cls(channel=_field(raw, "channel", str, w), version=_field(raw, "version", int, w),
-                issued=_field(raw, "issued", int, w), expires=_field(raw, "expires", int, w),
-                snapshot=Artifact.from_dict(_field(raw, "snapshot", dict, w), f"{w}.snapshot"),
-                deltas=[Artifact.from_dict(d, f"{w}.deltas[{i}]") for i, d in enumerate(_field(raw, "deltas", list, w))],
+        m = cls(channel=typed_field(raw, "channel", str, w), version=typed_field(raw, "version", int, w),
+                issued=typed_field(raw, "issued", int, w), expires=typed_field(raw, "expires", int, w),
+                snapshot=Artifact.from_dict(typed_field(raw, "snapshot", dict, w), f"{w}.snapshot"),
+                deltas=[Artifact.from_dict(d, f"{w}.deltas[{i}]") for i, d in enumerate(typed_field(raw, "deltas", list, w))],
                 signatures=[Signature.from_dict(s, f"{w}.signatures[{i}]")
-                            for i, s in enumerate(_field(raw, "signatures", list, w))])
+                            for i, s in enumerate(typed_field(raw, "signatures", list, w))])
         if m.snapshot.from_version is not None or m.snapshot.to_version != m.version:
             raise ManifestError(f"{w}: the snapshot must be a full copy of version {m.version}")
         if any(d.from_version is None or d.to_version > m.version for d in m.deltas):

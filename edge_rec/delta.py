@@ -20,7 +20,7 @@ import numpy as np
 
 from . import failpoints
 from .bundle import Bundle, sha256_file, write_local_record
-from .errors import EdgeRecError, IncompatibleBundleError, IntegrityError
+from .errors import DeltaError, IncompatibleBundleError, IntegrityError
 from .items import TOMBSTONE, item_file_bytes, metadata_line, vector_file_bytes
 from .manifest import MANIFEST_NAME, FileEntry, IndexSpec, Manifest
 from .pack import Pack, PackError, read_pack, write_pack
@@ -28,10 +28,6 @@ from .quant import dequantize_rows
 
 DELTA_FORMAT = "edge-rec-delta/1"
 KIND = "delta"
-
-
-class DeltaError(EdgeRecError):
-    """A delta is malformed, or does not apply to this base, or does not produce the version it claims."""
 
 
 @dataclass

@@ -39,3 +39,39 @@ class HistoryError(EdgeRecError):
 
 class SearchUnavailableError(EdgeRecError):
     """The bundle has no on-device search (no tokenizer and query encoder)."""
+
+
+class DeltaError(EdgeRecError):
+    """A delta is malformed, or does not apply to this base, or does not produce the version it claims."""
+
+
+class HealthCheckError(EdgeRecError):
+    """A version fails its health check (golden cases not reproduced)."""
+
+
+class PackError(EdgeRecError):
+    """A pack file is truncated, malformed, or a section's bytes do not match its hash."""
+
+
+class QueryError(EdgeRecError, ValueError):
+    """A query that cannot be searched: not text, empty, or without a single letter or digit."""
+
+
+class ThresholdError(SignatureError, ValueError):
+    """A signature threshold that is not an integer between 1 and the number of pinned keys."""
+
+
+class StateError(EdgeRecError):
+    """The device state directory is damaged or inconsistent."""
+
+
+class SyncError(EdgeRecError):
+    """A sync step failed; the device stays on the version it had."""
+
+
+class DownloadError(SyncError):
+    """A download failed, exceeded its cap or deadline, or its bytes do not match the signed hash."""
+
+
+class StaleChannel(SyncError):
+    """The channel manifest has expired: the device keeps what it has and reports 'stale'."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, List, Sequence, Tuple
 import numpy as np
 
 from .bundle import Bundle
-from .errors import EdgeRecError
+from .errors import HealthCheckError
 from .manifest import GoldenCase, SearchGoldenCase
 from .signing import KeyLike
 
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 
 TOLERANT_OVERLAP = 0.8  # golden top-10 overlap accepted for an index built on the device
 MIN_COSINE = 0.999      # query vectors must reproduce the converter's this closely
-
-
-class HealthCheckError(EdgeRecError):
-    """A version fails its health check (golden cases not reproduced)."""
 
 
 @dataclass

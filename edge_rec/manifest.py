@@ -8,10 +8,11 @@ its canonical JSON form (everything but ``signatures``; keys sorted, no whitespa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import IncompatibleBundleError, ManifestError
+from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
 
 FORMAT = "edge-rec-bundle"
 FORMAT_VERSION = 3           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search
@@ -22,31 +23,6 @@ MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 
-def _field(d: Dict[str, Any], key: str, kind, where: str, optional: bool = False):
-    if not isinstance(d, dict):
-        raise ManifestError(f"{where}: expected an object, got {type(d).__name__}")
-    if key not in d or (optional and d[key] is None):
-        if optional:
-            return None
-        raise ManifestError(f"{where}.{key}: missing")
-    value = d[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        names = "/".join(k.__name__ for k in kinds)
-        raise ManifestError(f"{where}.{key}: expected {names}, got {type(value).__name__}")
-    return value
-
-
-def _list_of(d, key, kind, where, optional=False) -> Optional[list]:
-    value = _field(d, key, list, where, optional)
-    if value is None:
-        return None
-    for i, v in enumerate(value):
-        if (isinstance(v, bool) and kind is not bool) or not isinstance(v, kind):
-            raise ManifestError(f"{where}.{key}[{i}]: expected {kind.__name__}, got {type(v).__name__}")
-    return value
-
-
 @dataclass
 class FileEntry:
     sha256: str
@@ -54,8 +30,8 @@ class FileEntry:
 
     @classmethod
     def from_dict(cls, d, where):
-        sha = _field(d, "sha256", str, where)
-        size = _field(d, "size", int, where)
+        sha = typed_field(d, "sha256", str, where)
+        size = typed_field(d, "size", int, where)
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise ManifestError(f"{where}.sha256: not a lowercase hex sha256")
         if size < 0:
@@ -75,8 +51,8 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, d, where):
-        t = cls(_field(d, "name", str, where), _list_of(d, "shape", int, where), _field(d, "dtype", str, where),
-                float(_field(d, "scale", (int, float), where)), _field(d, "zero_point", int, where))
+        t = cls(typed_field(d, "name", str, where), typed_list(d, "shape", int, where), typed_field(d, "dtype", str, where),
+                float(typed_field(d, "scale", (int, float), where)), typed_field(d, "zero_point", int, where))
         if t.dtype not in ("int8", "uint8", "float32"):
             raise IncompatibleBundleError(f"{where}.dtype {t.dtype!r} is not supported (int8, uint8, float32)")
         if t.dtype != "float32" and not t.scale > 0:
@@ -86,12 +62,12 @@ class TensorSpec:
 
 def _tflite_fields(d, where) -> Dict[str, Any]:
     """The fields every TFLite model entry has: file, tensors, op list, Edge TPU verdict."""
-    inputs = _field(d, "inputs", list, where)
-    return {"file": _field(d, "file", str, where),
+    inputs = typed_field(d, "inputs", list, where)
+    return {"file": typed_field(d, "file", str, where),
             "inputs": [TensorSpec.from_dict(x, f"{where}.inputs[{i}]") for i, x in enumerate(inputs)],
-            "output": TensorSpec.from_dict(_field(d, "output", dict, where), f"{where}.output"),
-            "ops": _list_of(d, "ops", str, where), "float_ops": _list_of(d, "float_ops", str, where),
-            "edgetpu_compatible": _field(d, "edgetpu_compatible", bool, where)}
+            "output": TensorSpec.from_dict(typed_field(d, "output", dict, where), f"{where}.output"),
+            "ops": typed_list(d, "ops", str, where), "float_ops": typed_list(d, "float_ops", str, where),
+            "edgetpu_compatible": typed_field(d, "edgetpu_compatible", bool, where)}
 
 
 @dataclass
@@ -111,8 +87,8 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d, where="manifest.model"):
-        spec = cls(architecture=_field(d, "architecture", str, where), history_len=_field(d, "history_len", int, where),
-                   dim=_field(d, "dim", int, where), edgetpu_file=_field(d, "edgetpu_file", str, where, optional=True),
+        spec = cls(architecture=typed_field(d, "architecture", str, where), history_len=typed_field(d, "history_len", int, where),
+                   dim=typed_field(d, "dim", int, where), edgetpu_file=typed_field(d, "edgetpu_file", str, where, optional=True),
                    **_tflite_fields(d, where))
         if not spec.inputs or spec.history_len <= 0 or spec.dim <= 0:
             raise ManifestError(f"{where}: needs at least one input and positive history_len and dim")
@@ -137,9 +113,9 @@ class IndexSpec:
 
     @classmethod
     def from_dict(cls, d, where="manifest.index"):
-        s = cls(*(_field(d, k, t, where) for k, t in (("file", str), ("space", str), ("dim", int), ("count", int),
+        s = cls(*(typed_field(d, k, t, where) for k, t in (("file", str), ("space", str), ("dim", int), ("count", int),
                                                       ("M", int), ("ef_construction", int), ("ef_search", int))),
-                bool(_field(d, "built_on_device", bool, where, optional=True)))
+                bool(typed_field(d, "built_on_device", bool, where, optional=True)))
         if s.space not in ("ip", "cosine", "l2"):
             raise IncompatibleBundleError(f"{where}.space {s.space!r} is not one of ip, cosine, l2")
         if min(s.dim, s.M, s.ef_search) <= 0 or s.count < 0:
@@ -161,8 +137,8 @@ class ItemsSpec:
 
     @classmethod
     def from_dict(cls, d, where="manifest.items"):
-        return cls(*(_field(d, k, str, where) for k in ("vectors", "scales", "ids", "metadata", "popularity")),
-                   _field(d, "count", int, where), _field(d, "dim", int, where))
+        return cls(*(typed_field(d, k, str, where) for k in ("vectors", "scales", "ids", "metadata", "popularity")),
+                   typed_field(d, "count", int, where), typed_field(d, "dim", int, where))
 
 
 @dataclass
@@ -175,8 +151,8 @@ class GoldenCase:
 
     @classmethod
     def from_dict(cls, d, where):
-        return cls(_list_of(d, "history", str, where), [float(x) for x in _list_of(d, "query", (int, float), where)],
-                   _list_of(d, "top", str, where))
+        return cls(typed_list(d, "history", str, where), [float(x) for x in typed_list(d, "query", (int, float), where)],
+                   typed_list(d, "top", str, where))
 
 
 @dataclass
@@ -193,7 +169,7 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, d, where="manifest.search.encoder"):
-        spec = cls(architecture=_field(d, "architecture", str, where), **_tflite_fields(d, where))
+        spec = cls(architecture=typed_field(d, "architecture", str, where), **_tflite_fields(d, where))
         if len(spec.inputs) != 1 or len(spec.inputs[0].shape) != 2 or spec.inputs[0].shape[0] != 1:
             raise ManifestError(f"{where}: the encoder reads one (1, features) input")
         return spec
@@ -215,8 +191,8 @@ class TextFeatures:
 
     @classmethod
     def from_dict(cls, d, where="manifest.search.features"):
-        f = cls(_field(d, "vocab_size", int, where), _field(d, "bigram_buckets", int, where),
-                _field(d, "max_pieces", int, where), float(_field(d, "max_count", (int, float), where)))
+        f = cls(typed_field(d, "vocab_size", int, where), typed_field(d, "bigram_buckets", int, where),
+                typed_field(d, "max_pieces", int, where), float(typed_field(d, "max_count", (int, float), where)))
         if f.vocab_size <= 0 or f.bigram_buckets < 0 or f.max_pieces <= 0 or not f.max_count > 0:
             raise ManifestError(f"{where}: vocab_size, max_pieces and max_count must be positive, bigram_buckets >= 0")
         return f
@@ -232,8 +208,8 @@ class SearchGoldenCase:
 
     @classmethod
     def from_dict(cls, d, where):
-        return cls(_field(d, "query", str, where), [float(x) for x in _list_of(d, "vector", (int, float), where)],
-                   _list_of(d, "top", str, where))
+        return cls(typed_field(d, "query", str, where), [float(x) for x in typed_list(d, "vector", (int, float), where)],
+                   typed_list(d, "top", str, where))
 
 
 @dataclass
@@ -256,11 +232,11 @@ class SearchSpec:
 
     @classmethod
     def from_dict(cls, d, where="manifest.search"):
-        s = cls(_field(d, "tokenizer", str, where), EncoderSpec.from_dict(_field(d, "encoder", dict, where)),
-                TextFeatures.from_dict(_field(d, "features", dict, where)), _field(d, "vectors", str, where),
-                _field(d, "scales", str, where), IndexSpec.from_dict(_field(d, "index", dict, where), f"{where}.index"),
-                float(_field(d, "blend", (int, float), where)),
-                [SearchGoldenCase.from_dict(g, f"{where}.golden[{i}]") for i, g in enumerate(_field(d, "golden", list, where))])
+        s = cls(typed_field(d, "tokenizer", str, where), EncoderSpec.from_dict(typed_field(d, "encoder", dict, where)),
+                TextFeatures.from_dict(typed_field(d, "features", dict, where)), typed_field(d, "vectors", str, where),
+                typed_field(d, "scales", str, where), IndexSpec.from_dict(typed_field(d, "index", dict, where), f"{where}.index"),
+                float(typed_field(d, "blend", (int, float), where)),
+                [SearchGoldenCase.from_dict(g, f"{where}.golden[{i}]") for i, g in enumerate(typed_field(d, "golden", list, where))])
         if not 0.0 <= s.blend <= 1.0:
             raise ManifestError(f"{where}.blend must be within [0, 1]")
         if s.encoder.inputs[0].shape[1] != s.features.size or s.encoder.output.shape[-1] != s.dim:
@@ -268,42 +244,6 @@ class SearchSpec:
                                           f"{s.encoder.output.shape[-1]} values; the features are {s.features.size}, "
                                           f"the search index has dimension {s.dim}")
         return s
-
-
-@dataclass
-class Signature:
-    key_id: str
-    sig: str
-    alg: str = "ed25519"
-
-    @classmethod
-    def from_dict(cls, d, where):
-        return cls(_field(d, "key_id", str, where), _field(d, "sig", str, where), _field(d, "alg", str, where))
-
-
-class SignedDocument:
-    """Shared by the signed JSON documents (bundle manifest, channel manifest): dataclasses with
-    ``signatures`` and ``signed_payload`` fields, signed over their canonical JSON minus the signatures."""
-
-    def to_dict(self, signed: bool = True) -> Dict[str, Any]:
-        d = asdict(self)
-        d.pop("signed_payload")
-        if not signed:
-            d.pop("signatures")
-        return d
-
-    def canonical_bytes(self) -> bytes:
-        """The bytes a signer signs: the canonical JSON of this document without its signatures."""
-        return canonical_json(self.to_dict(signed=False))
-
-    def to_json(self) -> bytes:
-        return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
-
-
-def signed_payload_of(raw: Dict[str, Any]) -> bytes:
-    """The canonical bytes of a received document minus its signatures: what its signatures cover, fields
-    this runtime does not know (added by a newer publisher) included."""
-    return canonical_json({k: v for k, v in raw.items() if k != "signatures"})
 
 
 @dataclass
@@ -327,26 +267,26 @@ class Manifest(SignedDocument):
     @classmethod
     def from_dict(cls, d: Any) -> "Manifest":
         w = "manifest"
-        fmt = _field(d, "format", str, w)
+        fmt = typed_field(d, "format", str, w)
         if fmt != FORMAT:
             raise IncompatibleBundleError(f"manifest.format is {fmt!r}, not an edge-rec bundle ({FORMAT!r})")
-        version = _field(d, "format_version", int, w)
+        version = typed_field(d, "format_version", int, w)
         if version not in READABLE_VERSIONS:
             raise IncompatibleBundleError(
                 f"bundle format version {version}; this runtime reads version {FORMAT_VERSION}: "
                 + ("upgrade edge-rec on the device" if version > FORMAT_VERSION else "re-convert the bundle"))
-        files = _field(d, "files", dict, w)
-        m = cls(bundle_version=_field(d, "bundle_version", int, w), created=_field(d, "created", str, w),
-                model=ModelSpec.from_dict(_field(d, "model", dict, w)),
-                index=IndexSpec.from_dict(_field(d, "index", dict, w)),
-                items=ItemsSpec.from_dict(_field(d, "items", dict, w)),
+        files = typed_field(d, "files", dict, w)
+        m = cls(bundle_version=typed_field(d, "bundle_version", int, w), created=typed_field(d, "created", str, w),
+                model=ModelSpec.from_dict(typed_field(d, "model", dict, w)),
+                index=IndexSpec.from_dict(typed_field(d, "index", dict, w)),
+                items=ItemsSpec.from_dict(typed_field(d, "items", dict, w)),
                 files={k: FileEntry.from_dict(v, f"manifest.files[{k!r}]") for k, v in files.items()},
                 golden=[GoldenCase.from_dict(g, f"manifest.golden[{i}]")
-                        for i, g in enumerate(_field(d, "golden", list, w))],
-                info=_field(d, "info", dict, w, optional=True) or {},
+                        for i, g in enumerate(typed_field(d, "golden", list, w))],
+                info=typed_field(d, "info", dict, w, optional=True) or {},
                 search=SearchSpec.from_dict(d["search"]) if d.get("search") is not None else None,
                 signatures=[Signature.from_dict(s, f"manifest.signatures[{i}]")
-                            for i, s in enumerate(_field(d, "signatures", list, w, optional=True) or [])])
+                            for i, s in enumerate(typed_field(d, "signatures", list, w, optional=True) or [])])
         m.check_consistency()
         return m
 
@@ -401,8 +341,3 @@ class Manifest(SignedDocument):
                                           f"items {self.items.dim}")
         if self.index.count != self.items.count:
             raise IncompatibleBundleError(f"the index holds {self.index.count} items, the item table {self.items.count}")
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Deterministic JSON: sorted keys, no whitespace, ASCII only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")

@@ -15,15 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Union
 
-from .errors import EdgeRecError
+from .errors import PackError
 
 MAGIC = b"ERPACK1\n"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 CHUNK = 1 << 20
-
-
-class PackError(EdgeRecError):
-    """A pack file is truncated, malformed, or a section's bytes do not match its hash."""
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import EdgeRecError, IncompatibleBundleError, ModelError
+from .errors import IncompatibleBundleError, ModelError, QueryError
 from .manifest import SearchSpec, TextFeatures
 from .model import TFLiteModel
 
 MAX_QUERY_CHARS = 256   # longer queries are cut here (after normalisation): a search box, not a document
 _NOT_WORD = re.compile(r"[^\w\s']")
 _BIGRAM_PRIME = 1_000_003
-
-
-class QueryError(EdgeRecError, ValueError):
-    """A query that cannot be searched: not text, empty, or without a single letter or digit."""
 
 
 def normalize_query(query: object) -> str:

@@ -15,8 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .atomic import atomic_write_bytes
-from .errors import SignatureError
-from .manifest import Signature
+from .errors import SignatureError, ThresholdError
+from .signed import Signature
 
 KeyLike = Union[str, bytes, Path, Ed25519PublicKey]
 
@@ -79,10 +79,6 @@ def trusted_keys(keys: Union[KeyLike, Iterable[KeyLike]]) -> List[Ed25519PublicK
     """Pinned public keys, normalised once: one key or several (``.pub`` paths, hex, raw bytes, key objects)."""
     many = not isinstance(keys, (str, bytes, Path, Ed25519PublicKey)) and isinstance(keys, Iterable)
     return [load_public_key(k) for k in (keys if many else [keys])]
-
-
-class ThresholdError(SignatureError, ValueError):
-    """A signature threshold that is not an integer between 1 and the number of pinned keys."""
 
 
 def check_threshold(threshold: object, n_keys: int) -> int:

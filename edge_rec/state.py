@@ -22,14 +22,10 @@ from typing import List, Optional, Union
 from . import failpoints
 from .atomic import atomic_write_json, fsync_dir, fsync_tree
 from .bundle import read_manifest
-from .errors import EdgeRecError
+from .errors import StateError
 
 STATE_FORMAT = "edge-rec-device-state/1"
 STATE_NAME = "state.json"
-
-
-class StateError(EdgeRecError):
-    """The device state directory is damaged or inconsistent."""
 
 
 @dataclass

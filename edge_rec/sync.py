@@ -21,26 +21,14 @@ from . import failpoints
 from .bundle import Bundle, sha256_file
 from .channel import CHANNEL_NAME, MAX_CHANNEL_BYTES, Artifact, ChannelManifest
 from .delta import apply_delta, read_delta
-from .errors import EdgeRecError
+from .errors import DownloadError, EdgeRecError, StaleChannel, SyncError
 from .golden import check_version
 from .manifest import Manifest
-from .pack import read_pack
 from .signing import KeyLike, check_threshold, key_id, trusted_keys, verify
+from .snapshot import unpack_snapshot
 from .state import DeviceState, State
 
 CHUNK = 64 * 1024
-
-
-class SyncError(EdgeRecError):
-    """A sync step failed; the device stays on the version it had."""
-
-
-class DownloadError(SyncError):
-    """A download failed, exceeded its cap or deadline, or its bytes do not match the signed hash."""
-
-
-class StaleChannel(SyncError):
-    """The channel manifest has expired: the device keeps what it has and reports 'stale'."""
 
 
 @dataclass
@@ -220,12 +208,7 @@ class SyncClient:
     def _install_snapshot(self, artifact: Artifact, log: Callable[[str], None]) -> None:
         file = self._download(artifact, log)
         stage = self.device.staging(artifact.to_version)
-        pack = read_pack(file, "snapshot")
-        for name in pack.sections:
-            if "/" in name or name.startswith(".") or name in ("", CHANNEL_NAME):
-                raise SyncError(f"snapshot {artifact.file} holds a file named {name!r}")
-            with open(stage / name, "wb") as f:
-                pack.copy_to(name, f)
+        unpack_snapshot(file, stage)
         self._validate_and_switch(stage, artifact.to_version)
         file.unlink(missing_ok=True)
 

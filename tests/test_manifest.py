@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from edge_rec.errors import IncompatibleBundleError, ManifestError, SignatureError
-from edge_rec.manifest import FileEntry, IndexSpec, ItemsSpec, Manifest, ModelSpec, TensorSpec, canonical_json
+from edge_rec.manifest import FileEntry, IndexSpec, ItemsSpec, Manifest, ModelSpec, TensorSpec
 from edge_rec.quant import dequantize_rows, dequantize_tensor, quantize_rows, quantize_tensor
+from edge_rec.signed import canonical_json
 from edge_rec.signing import generate_keypair, load_private_key, load_public_key, sign, verify
 
 SHA = "0" * 64

@@ -51,13 +51,15 @@ LARGE = EncoderConfig()
 
 
 def sparse_features(pieces: Sequence[Sequence[int]], features: TextFeatures) -> Tuple[np.ndarray, np.ndarray]:
-    """(n, width) feature indices and counts of many texts' pieces (padding: index 0 with count 0)."""
-    width = 2 * features.max_pieces
-    index, counts = np.zeros((len(pieces), width), np.int32), np.zeros((len(pieces), width), np.float32)
+    """(n, width) feature indices and counts of many texts' pieces (padding: index 0 with count 0); width
+    is the most features any of the texts has, so short texts cost little."""
+    index, counts = np.zeros((len(pieces), 2 * features.max_pieces), np.int32), np.zeros((len(pieces), 2 * features.max_pieces), np.float32)
+    width = 1
     for i, p in enumerate(pieces):
         idx, c = feature_counts(p, features)
         index[i, :len(idx)], counts[i, :len(idx)] = idx, c
-    return index, counts
+        width = max(width, len(idx))
+    return index[:, :width], counts[:, :width]
 
 
 class QueryEncoderNet(keras.Model):

@@ -1,9 +1,18 @@
 """Server models: the Teacher interface and the reference SASRec teacher.
 
-Importing this package imports TensorFlow (for the reference teacher).
+``Teacher`` (the plug-in interface) imports without TensorFlow, so a teacher of your own needs no Keras;
+the reference SASRec teacher loads TensorFlow when first used.
 """
 from .base import Teacher
-from .sasrec import SASRecConfig, SASRecNet, SASRecTeacher
-from .train import TrainLog, refit_teacher, train_sasrec
 
 __all__ = ["Teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
+
+
+def __getattr__(name: str):
+    if name in ("SASRecConfig", "SASRecNet", "SASRecTeacher"):
+        from . import sasrec
+        return getattr(sasrec, name)
+    if name in ("TrainLog", "refit_teacher", "train_sasrec"):
+        from . import train
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
