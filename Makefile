@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # hnswlib builds from source: keep the binary portable (its setup.py otherwise adds -march=native).
 export HNSWLIB_NO_NATIVE := 1
 
-.PHONY: setup demo test test-fast device-test clean
+.PHONY: setup browser demo kiosk test test-fast device-test clean
 
 # A fresh venv each time the stamp is missing, so an interrupted install never leaves a broken one.
 $(VENV)/.installed: pyproject.toml
@@ -16,13 +16,31 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# make demo QUICK=1: a first look in minutes (short teacher budget, one student, small search encoder)
 demo: setup
-	$(BIN)/edge-rec demo $(ARGS)
+	$(BIN)/edge-rec demo $(if $(QUICK),--quick) $(ARGS)
 
-test: setup
+# The kiosk sample app on the demo bundle (the full one if made, else the quick one), syncing from the demo
+# channel served on loopback: open http://127.0.0.1:8080/
+KIOSK_PORT ?= 8080
+kiosk: setup
+	@root=artifacts/ml-1m; [ -f $$root/bundle/manifest.json ] || root=artifacts/ml-1m-quick; \
+	[ -f $$root/bundle/manifest.json ] || { echo "no demo bundle yet: run 'make demo QUICK=1' (minutes) or 'make demo'"; exit 1; }; \
+	$(BIN)/edge-rec serve $$root/channel --port 8765 --quiet & serve=$$!; trap 'kill $$serve' EXIT INT TERM; \
+	$(BIN)/python sample_apps/kiosk/server.py --state $$root/kiosk --key artifacts/keys/edge-rec.pub \
+	    --bundle $$root/bundle --channel http://127.0.0.1:8765 --sync-every 30 --port $(KIOSK_PORT)
+
+# Debian's Chromium for the kiosk's browser tests (installed when running as root; without it those tests skip,
+# or fail when CI=true).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	    echo "no Chromium (apt-get install chromium): the kiosk's browser tests will skip"
+
+test: setup browser
 	$(BIN)/python -m pytest $(ARGS)
 
-test-fast: setup
+test-fast: setup browser
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 # The device suite: a kit made here (a small bundle from a ML-1M slice, or KIT=dir to reuse one), run on

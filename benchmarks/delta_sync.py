@@ -35,10 +35,10 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args()
-    from record import machine_record
     from runtime_latency import real_histories
     from synthetic import grow_bundle, synthetic_vectors
 
+    from converter.provenance import machine_record
     from converter.publish import changes_from_vectors, publish_bundle, publish_changes
     from edge_rec.bundle import Bundle
     from edge_rec.delta import apply_delta, read_delta

@@ -156,9 +156,9 @@ def main() -> int:
     p.add_argument("--skip-venv", action="store_true", help="do not measure a fresh runtime-only venv")
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args()
-    from record import machine_record
     from synthetic import grow_bundle
 
+    from converter.provenance import machine_record
     from edge_rec.bundle import read_manifest
     bundle, key = Path(args.bundle), Path(args.key)
     pub = key.with_suffix(".pub")

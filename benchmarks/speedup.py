@@ -52,7 +52,8 @@ def main() -> int:
     k, s = paired_median_seconds(keras_call, lambda h: rec.recommend_rows(h, 10), hist)
     c, s2 = paired_median_seconds(compiled, lambda h: rec.recommend_rows(h, 10), hist)
     student = min(s, s2)
-    result = {"teacher_keras_call_ms": k * 1e3, "teacher_compiled_ms": c * 1e3, "student_ms": student * 1e3,
+    from converter.provenance import machine_record
+    result = {"machine": machine_record(args.bundle), "teacher_keras_call_ms": k * 1e3, "teacher_compiled_ms": c * 1e3, "student_ms": student * 1e3,
               "student_ms_runs": [s * 1e3, s2 * 1e3], "speedup_vs_keras_call": k / student,
               "speedup_vs_compiled": c / student, "queries": len(hist), "what": __doc__.splitlines()[2:7]}
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -24,7 +24,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = json.loads(Path(args.eval).read_text())["results"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
-    summary = {"test": results, "teachers": {}}
+    from converter.provenance import machine_record
+    summary = {"machine": machine_record(), "test": results, "teachers": {}}
     for path in args.teachers:
         info = json.loads((Path(path) / "config.json").read_text())["info"]
         rows = [e for e in info["epochs"] if "valid_NDCG@10" in e]

@@ -105,12 +105,15 @@ def _eval_bundle_search(args: argparse.Namespace, dataset, split, out: Path) -> 
     print(f"  latency p50 {result['latency_ms']['p50']:.3f} ms; written to {out}")
 
 
+_DEFAULT_ARCHITECTURES = "pool-mlp,pool-recent,attention"
+
+
 def _convert_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("conversion")
     g.add_argument("--key", metavar="FILE", help="ed25519 private key (default: <artifacts>/../keys/edge-rec.key, "
                                                  "created on first use)")
     g.add_argument("--bundle", metavar="DIR", help="bundle directory to write (default: <artifacts>/bundle)")
-    g.add_argument("--architectures", default="pool-mlp,pool-recent,attention",
+    g.add_argument("--architectures", default=_DEFAULT_ARCHITECTURES,
                    help="student architectures to try (comma-separated)")
     g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 30)")
     g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
@@ -135,7 +138,7 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
     search = None
     if not args.no_search:
         from .search.build import SearchConfig
-        search = SearchConfig(**({"dim": args.search_dim} if args.search_dim else {}))
+        search = SearchConfig(**({"dim": args.search_dim} if args.search_dim else {}), **getattr(args, "search_preset", {}))
     config = ConvertConfig(architectures=tuple(a.strip() for a in args.architectures.split(",") if a.strip()),
                            student=student, search=search)
     bundle = Path(args.bundle) if args.bundle else root / "bundle"
@@ -190,10 +193,27 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+QUICK = {"max_minutes": 2.5, "architectures": "pool-recent", "student_epochs": 4}
+
+
+def _quick(args: argparse.Namespace, dataset) -> Path:
+    """The quick path's settings (a first look in minutes, lower quality) and its own artifacts folder."""
+    from .search.encoder import SMALL
+    for name, value in QUICK.items():
+        if getattr(args, name) in (None, _DEFAULT_ARCHITECTURES):
+            setattr(args, name, value)
+    args.search_preset = {"encoders": (SMALL,), "general_texts": 20_000, "catalog_texts": 15_000, "epochs": 5,
+                          "space_epochs": 2, "queries_per_kind": 2}
+    print(f"QUICK demo: a {args.max_minutes}-minute teacher, one student ({args.architectures}), the small search encoder. "
+          "Quality is lower than the full demo's (make demo): this is a first look.")
+    from .workflow import DEFAULT_ARTIFACTS
+    return Path(args.artifacts) if args.artifacts else DEFAULT_ARTIFACTS / f"{dataset.name}-quick"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import evaluate_models, format_table, train_or_load_teacher
     dataset, split = _load(args)
-    root = _artifacts(args, dataset)
+    root = _quick(args, dataset) if args.quick else _artifacts(args, dataset)
     print(f"[1/4] teacher (trained once, then reused from {root / 'teacher'})")
     teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
     print("[2/4] full-ranking evaluation of the teacher on the test split")
@@ -305,4 +325,6 @@ def register(sub) -> None:
     _data_args(p)
     _teacher_args(p)
     _convert_args(p)
+    p.add_argument("--quick", action="store_true", help="a first look in minutes: short teacher budget, one student, "
+                                                       "small search encoder (lower quality; artifacts/<data set>-quick)")
     p.set_defaults(func=cmd_demo)

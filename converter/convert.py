@@ -19,6 +19,7 @@ from .distill import StudentScorer, distill, exclude_seen_topk, topk_overlap
 from .evaluate import PopularityScorer, evaluate, evaluate_lists
 from .index import tune_index
 from .progress import say
+from .provenance import machine_record
 from .quantize import quantize_student
 from .search.build import SearchBuild, SearchConfig, build_search
 from .search.evaluate import choose_blend, device_search
@@ -212,6 +213,7 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
     if search is not None:
         report["search"] = measure_search(rec, search, dataset, split, c, blend_report)
     report["minutes"] = (time.time() - t0) / 60
+    report["machine"] = machine_record(out)
     rec.close()
     return report
 

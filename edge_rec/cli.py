@@ -177,7 +177,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         status = client.sync_once(log=lambda line: print(f"  {line}", flush=True))
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {status.line()}", flush=True)
         if not args.every:
-            return {"updated": 0, "current": 0, "stale": 4, "rolled-back": 5}.get(status.state, 3)
+            return {"updated": 0, "current": 0, "busy": 0, "stale": 4, "rolled-back": 5}.get(status.state, 3)
         time.sleep(args.every * (1 + random.uniform(-args.jitter, args.jitter)))
 
 

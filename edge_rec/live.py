@@ -1,9 +1,9 @@
 """A recommender that follows the device state: a sync's switch is picked up without a restart.
 
-Each call checks ``state.json`` (one ``stat``); when it changed, the new current version is opened and
-health-checked beside the old one, then swapped in, so a call is served entirely by one version. A
-replaced version is closed once the last call still using it returns. A version that fails to open or
-fails its golden cases is rolled back.
+Each call checks ``state.json`` (one ``stat``); when it changed and names another current version, that
+version is opened and health-checked beside the old one, then swapped in, so a call is served entirely
+by one version. A replaced version is closed once the last call still using it returns. A version that
+fails to open or fails its golden cases is rolled back.
 """
 from __future__ import annotations
 
@@ -65,6 +65,10 @@ class LiveRecommender:
         if loaded is not None and loaded.stamp == stamp:
             return loaded
         with self._lock:
+            if self._loaded is not None and self._loaded.stamp != stamp:
+                current = self.device.load().current  # e.g. a sync that only recorded a newer channel time
+                if current == self._loaded.rec.bundle.manifest.bundle_version:
+                    self._loaded.stamp = stamp
             if self._loaded is None or self._loaded.stamp != stamp:
                 new = _Loaded(self._open_current(), stamp)
                 old, self._loaded = self._loaded, new

@@ -4,6 +4,8 @@ Layout of a state directory::
 
     state.json          current / previous version, the highest channel version and newest signing time
                         seen (anti-rollback, anti-freeze), versions that failed their health check
+    last_sync.json      when the last sync ran and how it ended (for status displays)
+    .sync.lock          held (flock) while a sync runs, so two syncs never overlap
     versions/<N>/       complete bundle directories (the current one and the previous one, for rollback)
     downloads/          partial downloads, resumed by the next sync
 
@@ -15,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from . import failpoints
 from .atomic import atomic_write_json, fsync_dir, fsync_tree
@@ -26,6 +30,8 @@ from .errors import StateError
 
 STATE_FORMAT = "edge-rec-device-state/1"
 STATE_NAME = "state.json"
+LAST_SYNC_NAME = "last_sync.json"
+LOCK_NAME = ".sync.lock"
 
 
 @dataclass
@@ -134,6 +140,38 @@ class DeviceState:
         for entry in self.root.iterdir():
             if entry.name.startswith(f".{STATE_NAME}.") and entry.name.endswith(".tmp"):
                 entry.unlink(missing_ok=True)
+
+    @contextmanager
+    def sync_lock(self) -> Iterator[bool]:
+        """An exclusive, non-blocking lock on this state directory for one sync: yields False when another
+        process or thread holds it. Released on exit, and by the OS if the holder dies."""
+        import fcntl
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def record_sync(self, state: str, version: Optional[int], message: str, url: str) -> None:
+        """Record how a sync ended (atomically), for :meth:`last_sync`."""
+        atomic_write_json(self.root / LAST_SYNC_NAME, {"time": time.time(), "state": state, "version": version,
+                                                       "message": message, "url": url})
+
+    def last_sync(self) -> Optional[Dict[str, Any]]:
+        """The last recorded sync ({"time", "state", "version", "message", "url"}), or None."""
+        try:
+            value = json.loads((self.root / LAST_SYNC_NAME).read_text())
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
 
     def clear_downloads(self) -> None:
         for entry in self.downloads.iterdir():

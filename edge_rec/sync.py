@@ -44,7 +44,7 @@ class Limits:
 
 @dataclass
 class SyncStatus:
-    state: str            # "updated", "current", "stale", "rejected", "failed", "rolled-back"
+    state: str            # "updated", "current", "stale", "rejected", "failed", "rolled-back", "busy"
     version: Optional[int]
     message: str
 
@@ -126,7 +126,17 @@ class SyncClient:
         self.limits, self.clock = limits or Limits(), clock
 
     def sync_once(self, log: Callable[[str], None] = lambda s: None) -> SyncStatus:
-        """One pull. Never raises for network or content problems: they become the returned status."""
+        """One pull. Never raises for network or content problems: they become the returned status, which
+        is also recorded in the state directory (:meth:`DeviceState.last_sync`). A sync already running on
+        the same state directory (another process, a timer) makes this one return "busy" at once."""
+        with self.device.sync_lock() as locked:
+            if not locked:
+                return SyncStatus("busy", self.device.state.current, "another sync of this device is running")
+            status = self._sync(log)
+            self.device.record_sync(status.state, status.version, status.message, self.url)
+            return status
+
+    def _sync(self, log: Callable[[str], None]) -> SyncStatus:
         self.device.recover()
         try:
             channel = self._channel()
@@ -165,8 +175,10 @@ class SyncClient:
         if channel.expires <= now:
             raise StaleChannel(f"the channel manifest expired at {_utc(channel.expires)} (device time {_utc(now)}); "
                                "the server may be frozen or replayed: nothing installed")
-        self.device.save(State(s.current, s.previous, channel.channel, max(s.channel_version, channel.version),
-                               max(s.trusted_time, channel.issued), s.bad_versions))
+        trusted = State(s.current, s.previous, channel.channel, max(s.channel_version, channel.version),
+                        max(s.trusted_time, channel.issued), s.bad_versions)
+        if trusted != s:  # a channel seen before changes nothing: state.json stays as it is
+            self.device.save(trusted)
         return channel
 
     def _update(self, channel: ChannelManifest, log: Callable[[str], None]) -> SyncStatus:

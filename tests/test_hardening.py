@@ -133,3 +133,26 @@ def test_a_thousand_version_swaps_leak_no_file_descriptors(converted, tmp_path):
     assert open_fds() <= before + 2, (before, open_fds())
     live.close()
     assert np.isfinite([r.score for r in live.recommend(k=3, history=history)]).all()  # reopened after close()
+
+
+def test_a_sync_that_finds_nothing_new_does_not_make_the_device_reload(converted, tmp_path):
+    """Each sync used to rewrite state.json, and LiveRecommender reopened (and re-verified) the version on
+    every rewrite: a kiosk syncing every few seconds spent its time reloading."""
+    from converter.publish import publish_bundle
+    from edge_rec.serve import serve_in_thread
+    publish_bundle(tmp_path / "ch", converted["bundle"], converted["key"], name="t")
+    server, url = serve_in_thread(tmp_path / "ch")
+    try:
+        client = SyncClient(tmp_path / "device", url, converted["pub"])
+        assert client.sync_once().state == "updated"
+        with LiveRecommender(tmp_path / "device", converted["pub"]) as live:
+            rec = live.refresh()
+            stamp = (tmp_path / "device" / STATE_NAME).stat().st_mtime_ns
+            assert client.sync_once().state == "current"
+            assert (tmp_path / "device" / STATE_NAME).stat().st_mtime_ns == stamp
+            state = json.loads((tmp_path / "device" / STATE_NAME).read_text())
+            state["trusted_time"] += 1  # e.g. a re-signed channel.json: state.json changes, the version does not
+            atomic_write_json(tmp_path / "device" / STATE_NAME, state)
+            assert live.refresh() is rec
+    finally:
+        server.shutdown()

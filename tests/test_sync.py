@@ -36,8 +36,9 @@ FAST = Limits(connect_timeout=2.0, min_rate=1e6, grace=2.0, attempts=1)
 
 
 def tree_digest(root: Path) -> dict:
+    """Every file of a state directory, hashed; the sync's own status record and lock file aside."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in ("last_sync.json", ".sync.lock")}
 
 
 @pytest.fixture(scope="module")

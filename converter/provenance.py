@@ -1,4 +1,5 @@
-"""What a results file measured: the code (git commit), the machine, the interpreter, the bundle."""
+"""Provenance of a measurement: the code (git commit), the machine, the interpreter, the bundle, recorded
+in every results file and conversion report so two results can be compared."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the checkout (git commit of the code that measured)
 
 
 def git_commit() -> str:

@@ -1,0 +1,188 @@
+"""The README's numbers, rendered from the results files the benchmark scripts write.
+
+Each block sits between ``<!-- numbers:NAME -->`` and ``<!-- /numbers:NAME -->`` in README.md:
+
+    python benchmarks/readme_numbers.py --write     # re-render every block from benchmarks/results
+    python benchmarks/readme_numbers.py             # exit 1 if README and results disagree (tests do this)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- numbers:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /numbers:(?P=name) -->)", re.S)
+
+
+def load(name: str) -> Dict[str, Any]:
+    return json.loads((RESULTS / name).read_text())
+
+
+def source(record: Dict[str, Any], files: str) -> str:
+    m = record.get("machine", {})
+    commit = str(m.get("commit", "?"))[:12]
+    return (f"<sub>From `{files}`: commit {commit}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
+            f"{m.get('interpreter', '?')}, measured {m.get('measured', '?')}.</sub>")
+
+
+def quality() -> str:
+    r, t = load("conversion_report_ml1m.json"), load("teacher.json")
+    rows = [("popularity", r["test"]["popularity"], None)]
+    if "teacher-notext" in t["test"]:
+        rows.append(("teacher without text (ablation)", t["test"]["teacher-notext"], None))
+    rows += [("**teacher** (SASRec + MiniLM text)", r["test"]["teacher"], None),
+             ("student fp32", r["test"]["student fp32"], r["top10_overlap_with_teacher"]["student fp32"]),
+             ("**bundle: int8 TFLite student + HNSW**", r["test"]["student int8 + HNSW (bundle)"],
+              r["top10_overlap_with_teacher"]["student int8 + HNSW (bundle)"])]
+    lines = ["| model | NDCG@10 | HR@10 | NDCG@20 | HR@20 | top-10 overlap with teacher |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, m, overlap in rows:
+        lines.append(f"| {name} | {m['NDCG@10']:.4f} | {m['HR@10']:.4f} | {m['NDCG@20']:.4f} | {m['HR@20']:.4f} | "
+                     f"{'' if overlap is None else f'{overlap:.3f}'} |")
+    idx, sizes = r["index"], r["sizes"]
+    students = ", ".join(s["architecture"] for s in r["students"])
+    lines += ["", f"The bundle keeps {r['ndcg_ratio_bundle_vs_teacher']:.3f} of the teacher's NDCG@10. Students tried: "
+              f"{students}; chosen: {r['chosen'].split(':')[0]}, {sizes['tflite_bytes'] / 1024:.0f} KiB, Edge TPU "
+              f"{'compatible' if r['edgetpu_compatible'] else 'not compatible'}. The item index holds "
+              f"{sizes['index_bytes_per_item']:.0f} B/item on disk (M={idx['M']}, ef_search={idx['ef_search']}, recall@10 "
+              f"{idx['recall']:.3f} against exact search) plus {sizes['item_table_bytes_per_item']:.0f} B/item of int8 "
+              f"item table. Conversion took {r['minutes']:.0f} min.", "", source(r, "conversion_report_ml1m.json")]
+    return "\n".join(lines)
+
+
+def speed() -> str:
+    s = load("speedup.json")
+    return (f"Per query, medians of {s['queries']:,} test histories in one run: the teacher's Keras call + exact scoring "
+            f"{s['teacher_keras_call_ms']:.1f} ms, the same teacher compiled with tf.function "
+            f"{s['teacher_compiled_ms']:.2f} ms, the bundle's device path {s['student_ms']:.3f} ms: "
+            f"{s['speedup_vs_keras_call']:.0f}x faster than the Keras call, {s['speedup_vs_compiled']:.0f}x faster than "
+            f"the compiled teacher.\n\n" + source(s, "speedup.json"))
+
+
+def search() -> str:
+    s = load("conversion_report_ml1m.json")["search"]
+    lat = load("runtime_latency.json")
+    h, a, p = s["headline"], s["anchor_headline"], s["personalisation"]
+    lines = ["| held-out items' generated queries | device (int8 encoder + search index) | all-MiniLM-L6-v2, full search |",
+             "| --- | ---: | ---: |"]
+    for key, label in (("known_item_success@5", "known-item success@5"), ("intent_precision@10", "intent precision@10"),
+                       ("anchor_overlap@10", "top-10 overlap with all-MiniLM-L6-v2")):
+        lines.append(f"| {label} | {h[key]:.3f} | {a[key]:.3f} |")
+    grown = [b for b in lat["bundles"] if "grown" in b]
+    big = lat["bundles"][grown[0]] if grown else None
+    lines += ["", f"- Queries: {s['device_heldout']['known_item_success@5']['queries']:,} known-item and "
+              f"{s['device_heldout']['intent_precision@10']['queries']:,} intent queries of {s['split']['heldout']} held-out "
+              "items the encoder never saw.",
+              f"- Tokenizer + encoder: {s['tokenizer_and_encoder_bytes'] / 1e6:.2f} MB ({s['chosen'].split(':')[0]}; "
+              f"SentencePiece {s['tokenizer_bytes'] / 1024:.0f} KiB, int8 encoder {s['encoder_bytes'] / 1024:.0f} KiB, ops "
+              f"{', '.join(s['ops'])}, Edge TPU {'compatible' if not s['edgetpu_blockers'] else 'not compatible'}; int8 vs "
+              f"fp32 cosine {s['parity']['cosine_mean']:.4f}). Search space: {s['index']['dim']} dimensions, index M="
+              f"{s['index']['M']}, ef_search={s['index']['ef_search']}.",
+              f"- Personalisation (weight {p['weight']}): the same query gives two real users different top-10s in "
+              f"{100 * p['different_top10_share']:.0f}% of {p['queries']} queries; known-item success@5 with a user's "
+              f"history {p['known_item_success@5_with_history']:.3f}.",
+              f"- search() p50 {s['latency_ms']['p50']:.2f} ms on the ML-1M bundle"
+              + (f"; at {grown[0].split()[0]} items (synthetic catalog) p50 {big['search']['p50_ms']:.2f} ms, p99 "
+                 f"{big['search']['p99_ms']:.2f} ms, personalised p50 {big['search, personalised']['p50_ms']:.2f} ms "
+                 "(one thread, metadata included)." if big and "search" in big else "."),
+              "", source(load("runtime_latency.json"), "conversion_report_ml1m.json, runtime_latency.json")]
+    return "\n".join(lines)
+
+
+def runtime() -> str:
+    r = load("runtime_latency.json")
+    cases = ["recommend", "recommend, genre filter", "search", "search, personalised", "search, personalised, genre filter"]
+    lines = ["| bundle | " + " | ".join(f"{c} p50 / p99 ms" for c in cases) + " | import + open |",
+             "| --- |" + " ---: |" * (len(cases) + 1)]
+    for name, b in r["bundles"].items():
+        cells = [f"{b[c]['p50_ms']:.2f} / {b[c]['p99_ms']:.2f}" if c in b else "" for c in cases]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {b['import+open']['import_open_s']:.2f} s |")
+    g = r.get("grown_bundle", {})
+    lines += ["", f"The grown catalog: {g.get('how', '')}; item index M={g.get('index_M')}, ef_search={g.get('ef_search')}, "
+              f"recall@10 {g.get('recall@10', 0):.3f}."]
+    env = r.get("runtime_env")
+    if env:
+        largest = ", ".join(f"{k} {v:.0f} MB" for k, v in list(env["largest"].items())[:3])
+        lines.append(f"A runtime-only venv (`pip install edge-rec`, no extras) is {env['venv_mb']:.0f} MB ({largest}); the "
+                     f"edge_rec package itself {env['edge_rec_package_mb']:.1f} MB.")
+    return "\n".join(lines + ["", source(r, "runtime_latency.json")])
+
+
+def delta() -> str:
+    d = load("delta_sync.json")
+    return (f"On the {d['items']:,}-item catalog, a delta changing {100 * d['changed_fraction']:.0f}% of the items "
+            f"({d['upserted']} upserted, {d['deleted']} deleted) is {d['delta_bytes'] / 1e3:.1f} KB, "
+            f"{100 * d['ratio']:.2f}% of the {d['snapshot_bytes'] / 1e6:.0f} MB snapshot; applying it takes "
+            f"{d['apply_s']['median']:.2f} s (median), a whole sync over loopback {d['sync_s']:.2f} s.\n\n"
+            + source(d, "delta_sync.json"))
+
+
+def device() -> str:
+    lines = ["| run | golden cases | query vectors vs x86 | same top-10 | search: same top-10 | installed |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, label in (("device_x86_64.json", "x86_64"), ("arm64-tflite.json", "aarch64 (emulated) tflite-runtime"),
+                        ("arm64-litert.json", "aarch64 (emulated) ai-edge-litert")):
+        d = load(name)
+        p, s = d["parity"], d.get("search")
+        searched = f"{s['identical_top10']}/{s['queries']}" if s else "n/a"
+        lines.append(f"| {label} {d.get('backend', '')} | {d['golden']['identical_top10']}/{d['golden']['cases']} | max abs "
+                     f"diff {p['max_abs_query_diff']:.1g} | {p['identical_top10']}/{p['cases']} | {searched} | "
+                     f"{d['installed_mb']['total']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def kiosk() -> str:
+    k = load("kiosk.json")
+    b, load_ = k["browser"], k["load"]
+    return (f"In headless Chromium on this machine: first paint p50 {b['first_contentful_paint_ms']['p50']:.0f} ms, "
+            f"first cards on screen p50 {b['first_cards_on_screen_ms']['p50']:.0f} ms, a tap to the updated list on screen "
+            f"p50 {b['tap_to_updated_list_ms']['p50']:.0f} ms ({b['tap_to_updated_list_ms']['n']} taps); the server at "
+            f"{load_['rate_per_s']:.0f} requests/s for {load_['seconds']:.0f} s ({load_['mix']}): p50 {load_['p50_ms']:.1f} ms, "
+            f"p99 {load_['p99_ms']:.1f} ms, {load_['errors']} errors.\n\n" + source(k, "kiosk.json"))
+
+
+def demo() -> str:
+    d = load("demo_quick.json")
+    return (f"Measured from a fresh clone on this machine: `make demo QUICK=1` took {d['demo_minutes']:.1f} min after the "
+            f"install ({d['install_minutes']:.1f} min), and the kiosk answered {d['kiosk_seconds']:.0f} s after `make "
+            f"kiosk`: {d['demo_minutes'] + d['kiosk_seconds'] / 60:.1f} min in all. The quick teacher's test NDCG@10 is "
+            f"{d['quick_teacher_ndcg@10']:.4f} (the full one's {d['full_teacher_ndcg@10']:.4f}); the quick bundle's "
+            f"{d['quick_bundle_ndcg@10']:.4f}.\n\n" + source(d, "demo_quick.json"))
+
+
+RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
+                                        "delta": delta, "device": device, "kiosk": kiosk, "demo": demo}
+
+
+def render(text: str) -> str:
+    def block(m: "re.Match[str]") -> str:
+        name = m.group("name")
+        if name not in RENDER:
+            raise KeyError(f"README has a numbers block {name!r} that no results file renders")
+        return f"{m.group(1)}{RENDER[name]()}\n{m.group(4)}"
+    return BLOCK.sub(block, text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--write", action="store_true", help="update README.md from the results files")
+    args = p.parse_args()
+    text = README.read_text()
+    rendered = render(text)
+    if args.write:
+        README.write_text(rendered)
+        print(f"README.md: {len(BLOCK.findall(text))} numbers blocks rendered")
+        return 0
+    if rendered != text:
+        print("README.md's numbers differ from benchmarks/results: run python benchmarks/readme_numbers.py --write")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
