@@ -105,6 +105,12 @@ class DeviceState:
         self.install(stage, version)
         return version
 
+    def ensure(self, bundle_dir: Optional[Union[str, Path]]) -> Optional[int]:
+        """The current version; a device with none gets ``bundle_dir`` (the bundle shipped with it) first."""
+        if self.state.current is None and bundle_dir is not None:
+            return self.provision(bundle_dir)
+        return self.state.current
+
     def install(self, staged: Path, version: int) -> None:
         """Make a validated staging directory version ``version`` and switch to it (previous kept)."""
         fsync_tree(staged)

@@ -229,8 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     state = Path(args.state)
     try:
-        if args.bundle and DeviceState(state).state.current is None:
-            DeviceState(state).provision(args.bundle)
+        DeviceState(state).ensure(args.bundle)
         kiosk = Kiosk(state, Path(args.key), Path(args.history or state / "history.db"), args.channel)
     except (EdgeRecError, OSError) as e:
         print(f"kiosk: cannot start: {e}", file=sys.stderr)

@@ -146,8 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     state = Path(args.state)
     try:
         device = DeviceState(state)
-        if args.bundle and device.state.current is None:
-            device.provision(args.bundle)
+        device.ensure(args.bundle)
         history = HistoryStore(args.history or state / "history.db")
         live = LiveRecommender(state, args.key, history=history)
     except (EdgeRecError, OSError) as e:
