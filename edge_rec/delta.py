@@ -247,9 +247,9 @@ def _grow_index(base: Bundle, spec: IndexSpec, out: Path, count: int, deleted: L
                 vectors: np.ndarray) -> None:
     import hnswlib
 
-    from .index import check_header
+    from .index import check_index_file
     src = base.verify_file(spec.file)
-    check_header(src, spec)
+    check_index_file(src, spec)
     index = hnswlib.Index(space=spec.space, dim=spec.dim)
     index.load_index(str(src), max_elements=count)
     index.set_num_threads(1)  # the same graph on the publisher and on every device

@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id);
 """
 
+# what SQLite raises on a damaged file (text that is not UTF-8 surfaces as a decode error)
+_DAMAGED = (sqlite3.Error, UnicodeDecodeError)
+
 
 class HistoryStore:
     """Append-only interaction log with fast "last N items" reads; safe to share between threads."""
@@ -28,14 +31,18 @@ class HistoryStore:
         self.path = Path(path)
         self.max_events = max_events
         self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise HistoryError(f"cannot open the history database {self.path} ({e})") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             self._db.execute("SELECT count(*) FROM events").fetchone()
-        except sqlite3.DatabaseError as e:
+        except _DAMAGED as e:
+            self._db.close()
             raise HistoryError(f"the history database {self.path} is unreadable ({e}); it may be corrupt: "
                                "move it away or call HistoryStore.reset(path) to start an empty history") from None
 
@@ -49,7 +56,7 @@ class HistoryStore:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as e:
+            except _DAMAGED as e:
                 raise HistoryError(f"history database {self.path}: {e}") from None
 
     def record(self, item_id: str, kind: str = "view", ts: Optional[float] = None) -> None:

@@ -5,6 +5,7 @@ both come from the signed manifest and the file is hashed right before it is loa
 """
 from __future__ import annotations
 
+import bisect
 import struct
 import threading
 from pathlib import Path
@@ -23,11 +24,14 @@ _HEADER = struct.Struct("<6Q i I 3Q d Q")
 FETCH_EXTRA = 3  # the unfiltered first try fetches up to (1 + FETCH_EXTRA) * k rows
 
 
-def check_header(path: Path, spec: IndexSpec) -> None:
-    """Check an hnswlib file's header against the manifest before hnswlib sees it.
+def check_index_file(path: Path, spec: IndexSpec) -> None:
+    """Check a whole hnswlib file against the manifest before hnswlib sees it: header, graph and labels.
 
-    hnswlib loads a file of another dimension silently (and answers wrongly) and can crash on damaged
-    headers; the sha256 check stops tampering, this stops a wrong or inconsistent index file.
+    hnswlib stores neither the dimension nor the space (it loads a file of another dimension silently
+    and answers wrongly) and trusts every link it reads: a neighbour id out of range, or a link to a
+    level its target does not have, is an out-of-bounds read during search. The sha256 check stops
+    tampering with shipped files; this stops a damaged file a device built itself (a delta grows the
+    index in place) or one that no signature covers from crashing the process.
     """
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -50,12 +54,77 @@ def check_header(path: Path, spec: IndexSpec) -> None:
         problems.append("element counts do not fit the file")
     if problems:
         raise IncompatibleBundleError(f"index file {path.name} does not match the manifest: {'; '.join(problems)}")
+    if count:
+        _check_graph(path, size, count, per_element, offset_data, max_level, enter, max_m, max_m0)
+
+
+def _check_graph(path: Path, size: int, count: int, per_element: int, offset_data: int, max_level: int, enter: int,
+                 max_m: int, max_m0: int) -> None:
+    """Every link list in range (counts within M, neighbour ids < count, each neighbour present on the
+    level it is linked at), labels a permutation of the rows, and the file exactly as long as its lists."""
+    def bad(what: str) -> ItemIndexError:
+        return ItemIndexError(f"index file {path.name} is damaged: {what}")
+
+    if (size - _HEADER.size) % 4:
+        raise bad("its length is not a whole number of link lists")
+    all_words = np.memmap(path, dtype="<u4", mode="r", offset=_HEADER.size)  # every field below is 4-byte aligned
+    level0 = all_words[:count * per_element // 4].reshape(count, per_element // 4)
+    low, high = level0[:, -2], level0[:, -1]  # the 8-byte label of each element
+    if high.any() or low.max() >= count or np.bincount(low, minlength=count).max() != 1:
+        raise bad("its labels are not one per row")
+    _check_lists(level0[:, :offset_data // 4], max_m0, count, bad, "level 0")
+    words = all_words[count * per_element // 4:].view(np.ndarray)
+    list_words = max_m + 1
+    levels = np.zeros(count, np.int64)
+    firsts = []  # where each upper-level element's link block starts, in words
+    nonzero = np.flatnonzero(words).tolist()
+    p, row = 0, 0
+    while row < count:  # one size word per element; only elements above level 0 (about 1 in M) take a step here
+        i = bisect.bisect_left(nonzero, p)
+        q = nonzero[i] if i < len(nonzero) else len(words)
+        if q - p >= count - row:
+            p += count - row
+            break
+        row += q - p
+        nbytes = int(words[q])
+        if nbytes % (4 * list_words) or nbytes // (4 * list_words) > max_level:
+            raise bad(f"element {row} has a link block of {nbytes} bytes")
+        levels[row] = nbytes // (4 * list_words)
+        firsts.append(q + 1)
+        p, row = q + 1 + nbytes // 4, row + 1
+        if p > len(words):
+            raise bad("it ends inside a link list")
+    if p != len(words):
+        raise bad(f"{4 * (len(words) - p)} bytes follow the last link list")
+    if levels[enter] != max_level:
+        raise bad(f"the entry point is on level {levels[enter]}, the header says {max_level}")
+    if firsts:
+        per_row = levels[levels > 0]
+        within = np.arange(per_row.sum()) - np.repeat(np.cumsum(per_row) - per_row, per_row)  # 0.. per element
+        first = np.repeat(np.asarray(firsts), per_row) + list_words * within
+        _check_lists(words[first[:, None] + np.arange(list_words)], max_m, count, bad, "an upper level", levels,
+                     within + 1)
+
+
+def _check_lists(lists: np.ndarray, limit: int, count: int, bad, where: str, levels: Optional[np.ndarray] = None,
+                 level_of: Optional[np.ndarray] = None) -> None:
+    """Rows of [size word, ids...]: the size's low 16 bits are the count (byte 2 the deleted mark, 0 or 1);
+    slots past the count are unused and may hold anything."""
+    head = lists[:, 0]
+    n = head & 0xFFFF
+    if (n > limit).any() or ((head >> 16) > 1).any():
+        raise bad(f"a link list on {where} has a bad size word")
+    ids = np.where(np.arange(lists.shape[1] - 1)[None, :] < n[:, None], lists[:, 1:], 0)
+    if ids.max(initial=0) >= count:
+        raise bad(f"a link on {where} points past the last element")
+    if levels is not None and (np.where(ids > 0, levels[ids], 64) < level_of[:, None]).any():
+        raise bad(f"a link on {where} points to an element that is not on that level")
 
 
 class ItemIndex:
     def __init__(self, path: Path, spec: IndexSpec) -> None:
         import hnswlib
-        check_header(path, spec)
+        check_index_file(path, spec)
         self.spec = spec
         self._index = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:

@@ -53,6 +53,8 @@ class TensorSpec:
     def from_dict(cls, d, where):
         t = cls(typed_field(d, "name", str, where), typed_list(d, "shape", int, where), typed_field(d, "dtype", str, where),
                 float(typed_field(d, "scale", (int, float), where)), typed_field(d, "zero_point", int, where))
+        if not t.shape or min(t.shape) < 1:
+            raise ManifestError(f"{where}.shape must be a non-empty list of sizes >= 1, got {t.shape}")
         if t.dtype not in ("int8", "uint8", "float32"):
             raise IncompatibleBundleError(f"{where}.dtype {t.dtype!r} is not supported (int8, uint8, float32)")
         if t.dtype != "float32" and not t.scale > 0:

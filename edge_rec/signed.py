@@ -9,7 +9,17 @@ from typing import Any, Dict, Optional
 from .errors import ManifestError
 
 
+def _kind_names(kinds: tuple) -> str:
+    return "/".join(k.__name__ for k in kinds)
+
+
+def _is(value: Any, kinds: tuple) -> bool:
+    """isinstance, except that a JSON true/false is not a number."""
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
 def typed_field(d: Dict[str, Any], key: str, kind, where: str, optional: bool = False):
+    """``d[key]`` if it has type ``kind`` (a type or a tuple of them), else a ManifestError naming the field."""
     if not isinstance(d, dict):
         raise ManifestError(f"{where}: expected an object, got {type(d).__name__}")
     if key not in d or (optional and d[key] is None):
@@ -18,19 +28,20 @@ def typed_field(d: Dict[str, Any], key: str, kind, where: str, optional: bool = 
         raise ManifestError(f"{where}.{key}: missing")
     value = d[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        names = "/".join(k.__name__ for k in kinds)
-        raise ManifestError(f"{where}.{key}: expected {names}, got {type(value).__name__}")
+    if not _is(value, kinds):
+        raise ManifestError(f"{where}.{key}: expected {_kind_names(kinds)}, got {type(value).__name__}")
     return value
 
 
 def typed_list(d, key, kind, where, optional=False) -> Optional[list]:
+    """``d[key]`` if it is a list whose every element has type ``kind`` (a type or a tuple of them)."""
     value = typed_field(d, key, list, where, optional)
     if value is None:
         return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
     for i, v in enumerate(value):
-        if (isinstance(v, bool) and kind is not bool) or not isinstance(v, kind):
-            raise ManifestError(f"{where}.{key}[{i}]: expected {kind.__name__}, got {type(v).__name__}")
+        if not _is(v, kinds):
+            raise ManifestError(f"{where}.{key}[{i}]: expected {_kind_names(kinds)}, got {type(v).__name__}")
     return value
 
 

@@ -133,7 +133,10 @@ class SyncClient:
             if not locked:
                 return SyncStatus("busy", self.device.state.current, "another sync of this device is running")
             status = self._sync(log)
-            self.device.record_sync(status.state, status.version, status.message, self.url)
+            try:
+                self.device.record_sync(status.state, status.version, status.message, self.url)
+            except OSError as e:  # e.g. a full disk: the sync's outcome stands, only its record is stale
+                log(f"could not record this sync ({e})")
             return status
 
     def _sync(self, log: Callable[[str], None]) -> SyncStatus:

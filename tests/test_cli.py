@@ -17,7 +17,8 @@ def demo_run(ml1m_slice, tmp_path_factory):
     art = tmp_path_factory.mktemp("artifacts")
     args = ["--interactions", ml1m_slice["interactions"], "--items", ml1m_slice["items"],
             "--artifacts", art, "--epochs", "4", "--dim", "32", "--max-len", "50",
-            "--student-epochs", "3", "--history-len", "20", "--architectures", "pool-mlp"]
+            "--student-epochs", "3", "--history-len", "20", "--architectures", "pool-mlp",
+            "--no-search"]  # search has its own end-to-end tests (test_convert, test_search)
     first = edge_rec("demo", *args)
     return art, args, first
 

@@ -16,7 +16,7 @@ import pytest
 from edge_rec.bundle import Bundle
 from edge_rec.errors import EdgeRecError
 from edge_rec.history import HistoryStore
-from edge_rec.index import check_header
+from edge_rec.index import check_index_file
 from edge_rec.manifest import MANIFEST_NAME, Manifest
 
 N = int(os.environ.get("EDGE_REC_FUZZ_CASES", 10_000))  # fewer only to try the tests out
@@ -157,7 +157,7 @@ print("survived")
 
 
 def test_hnswlib_header_check(converted, tmp_path):
-    """check_header stands between a file and hnswlib, which crashes on damaged headers: whatever it lets
+    """check_index_file stands between a file and hnswlib, which crashes on damaged headers: whatever it lets
     through (besides the original) must then load without crashing, checked in a separate process."""
     m = Manifest.from_bytes((converted["bundle"] / MANIFEST_NAME).read_bytes())
     original = (converted["bundle"] / m.index.file).read_bytes()
@@ -168,7 +168,7 @@ def test_hnswlib_header_check(converted, tmp_path):
         case = mutate(original[:256], rng, hot=96) + original[256:]
         work.write_bytes(case)
         try:
-            check_header(work, m.index)
+            check_index_file(work, m.index)
         except EdgeRecError:
             continue
         if case != original:

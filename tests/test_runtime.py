@@ -213,7 +213,7 @@ def test_cli_inspect_recommend_similar(converted):
     b, pub = str(converted["bundle"]), str(converted["pub"])
     cli = [sys.executable, "-m", "edge_rec.cli"]
     r = subprocess.run(cli + ["inspect", b, "--key", pub], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "golden cases: 8/8" in r.stdout and "PASS" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "golden cases (6 of them search queries): 14/14" in r.stdout and "PASS" in r.stdout, r.stdout + r.stderr
     assert "Edge TPU" in r.stdout and "no Edge TPU" in r.stdout
     hist = ",".join(some_history(converted, 5))
     r = subprocess.run(cli + ["recommend", b, "--key", pub, "--history", hist, "-k", "3", "--json"],

@@ -131,18 +131,19 @@ class Handler(BaseHTTPRequestHandler):
         return body
 
     def dispatch(self, method: str) -> None:
+        path = urlparse(self.path).path  # a page's query string (e.g. ?status_every=) is for its script
         try:
-            if method == "GET" and self.path == "/favicon.ico":
+            if method == "GET" and path == "/favicon.ico":
                 self.reply(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
-            elif method == "GET" and self.path in PAGES:
-                name, content_type = PAGES[self.path]
+            elif method == "GET" and path in PAGES:
+                name, content_type = PAGES[path]
                 self.reply(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type)
-            elif self.path.startswith("/api/"):
+            elif path.startswith("/api/"):
                 self.handle_api(method)
             else:
                 raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
         except HTTPError as e:
-            allow = {"Allow": ROUTES[urlparse(self.path).path][0]} if e.status == HTTPStatus.METHOD_NOT_ALLOWED else None
+            allow = {"Allow": ROUTES[path][0]} if e.status == HTTPStatus.METHOD_NOT_ALLOWED else None
             self.json({"error": str(e)}, e.status, allow)
         except (QueryError, ValueError, TypeError) as e:
             self.json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
