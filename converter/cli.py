@@ -230,12 +230,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from .publish import changes_from_catalog, channel_manifest, publish_bundle, publish_changes, read_change_set
     if bool(args.bundle) == bool(args.changes):
         raise ValueError("give exactly one of --bundle (a new full version) or --changes (a catalog change set)")
+    from .channel_store import open_store
+    store = open_store(args.channel, args.endpoint_url)
     if args.bundle:
-        m = publish_bundle(args.channel, args.bundle, args.key, args.name, args.expires_days)
-        print(f"channel {m.channel}: version {m.version} published as a snapshot ({m.snapshot.size:,} bytes)")
+        m = publish_bundle(store, args.bundle, args.key, args.name, args.expires_days)
+        print(f"channel {m.channel}: version {m.version} published as a snapshot ({m.snapshot.size:,} bytes) "
+              f"to {store.location}")
         return 0
     change_set = read_change_set(args.changes)  # the cheap checks first: the input, then the channel
-    manifest = channel_manifest(args.channel)
+    manifest = channel_manifest(store)
     from .teacher import SASRecTeacher
     from .text import TextEncoder
     teacher = SASRecTeacher.load(args.teacher)
@@ -245,10 +248,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
         from .search.model import SearchModel
         search_model = SearchModel.load(args.search_model or Path(args.teacher).parent / "search")
     changes = changes_from_catalog(change_set, teacher, encoder, manifest, search_model)
-    m = publish_changes(args.channel, changes, args.key, args.expires_days)
+    m = publish_changes(store, changes, args.key, args.expires_days)
     d = m.deltas[-1]
     print(f"channel {m.channel}: version {m.version}: {len(changes.upsert_ids)} upserted, {len(changes.delete_ids)} "
           f"deleted; delta {d.size:,} bytes, snapshot {m.snapshot.size:,} bytes ({100 * d.size / m.snapshot.size:.2f}%)")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .publish import prune_channel
+    r = prune_channel(args.channel, args.keep_days, args.endpoint_url)
+    print(f"{args.channel}: removed {len(r.removed)} pack(s) older than {args.keep_days:g} days that channel.json "
+          f"does not name; {len(r.kept)} kept")
+    for name in r.removed:
+        print(f"  removed {name}")
     return 0
 
 
@@ -257,6 +270,7 @@ COMMANDS = {"train-teacher": "train (or reuse) the reference SASRec teacher",
             "eval": "full-ranking evaluation of saved teachers, the popularity baseline and a bundle's search",
             "convert": "teacher -> int8 TFLite student + query encoder + HNSW indexes -> signed bundle",
             "publish": "publish a new version to a channel: a bundle (snapshot) or a catalog change set (delta)",
+            "prune": "remove a channel's snapshots and deltas that are past retention and no longer named",
             "demo": "data -> teacher -> metrics -> bundle -> a device, end to end"}
 INSTALL = "pip install 'edge-rec[converter]'"
 
@@ -309,7 +323,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("publish", help=COMMANDS["publish"])
-    p.add_argument("channel", help="channel directory (created if missing)")
+    p.add_argument("channel", help="channel: a directory (created if missing) or s3://bucket/prefix")
+    p.add_argument("--endpoint-url", metavar="URL", help="an S3-compatible store's endpoint (default: AWS S3)")
     p.add_argument("--bundle", metavar="DIR", help="a bundle to ship as the next full version")
     p.add_argument("--changes", metavar="FILE", help='change set JSON: {"upsert": [{"id", "title", "year", "genres"}], "delete": [ids]}')
     p.add_argument("--teacher", metavar="DIR", default="artifacts/ml-1m/teacher",
@@ -320,6 +335,14 @@ def register(sub) -> None:
     p.add_argument("--name", help="channel name (default: the bundle directory's name)")
     p.add_argument("--expires-days", type=float, default=7.0, help="days until devices call the channel stale (default 7)")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("prune", help=COMMANDS["prune"])
+    p.add_argument("channel", help="channel: a directory or s3://bucket/prefix")
+    p.add_argument("--endpoint-url", metavar="URL", help="an S3-compatible store's endpoint (default: AWS S3)")
+    p.add_argument("--keep-days", type=float, default=14.0,
+                   help="keep packs younger than this, named or not (default 14: longer than any device or CDN "
+                        "can still be fetching a pack an older channel.json named)")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("demo", parents=[common], help=COMMANDS["demo"])
     _data_args(p)

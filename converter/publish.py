@@ -1,16 +1,18 @@
-"""Publish a channel: static files devices pull (``channel.json``, deltas, a snapshot), all signed.
+"""Publish a channel: static files devices pull (``channel.json``, deltas, a snapshot), all signed, into a
+local directory or S3-compatible object storage (:mod:`converter.channel_store`).
 
 ``publish_bundle`` starts a channel or ships a new full version (e.g. a new model); ``publish_changes``
 turns a catalog change set into a delta N -> N+1 plus a snapshot of N+1. Version N+1 is computed with
 the runtime's own :func:`edge_rec.delta.build_version`, the function a device runs to apply the delta,
-and its golden cases come from the runtime running on that result.
+and its golden cases come from the runtime running on that result. Packs are content-addressed
+(``snapshots/v<N>-<sha>.pack``) and uploaded before ``channel.json``, which is swapped in only if no
+other publisher changed it meanwhile; ``prune_channel`` removes packs nothing names any more.
 """
 from __future__ import annotations
 
 import copy
 import datetime as dt
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +21,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from edge_rec import golden
-from edge_rec.atomic import atomic_write_bytes
 from edge_rec.bundle import Bundle, sha256_file, write_local_record
 from edge_rec.channel import CHANNEL_NAME, Artifact, ChannelManifest
 from edge_rec.delta import Delta, ItemChanges, build_version, write_delta
@@ -30,10 +31,12 @@ from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
 from edge_rec.snapshot import snapshot_manifest, unpack_snapshot, write_snapshot
 
+from .channel_store import ChannelRead, ChannelStore, LocalStore, PruneResult, S3Store, open_store, prune
 from .errors import ConverterError
 
 MAX_DELTAS = 30  # deltas kept in the channel; devices further behind take the snapshot
 PathLike = Union[str, Path]
+Channel = Union[str, Path, LocalStore, S3Store]  # a directory, s3://bucket/prefix, or an opened store
 
 
 class PublishError(ConverterError):
@@ -50,59 +53,67 @@ def _signed(manifest: Manifest, keys) -> bytes:
     return manifest.to_json()
 
 
-def read_channel(channel: PathLike) -> Optional[ChannelManifest]:
-    file = Path(channel) / CHANNEL_NAME
-    return ChannelManifest.from_bytes(file.read_bytes()) if file.is_file() else None
+def _read(store: ChannelStore) -> "tuple[Optional[ChannelManifest], ChannelRead]":
+    read = store.read_channel()
+    try:
+        return (ChannelManifest.from_bytes(read.data) if read.data is not None else None), read
+    except EdgeRecError as e:
+        raise PublishError(f"{store.location}/{CHANNEL_NAME} is unreadable: {e}") from None
 
 
-def _write_snapshot(channel: Path, bundle_dir: Path, manifest_bytes: bytes, version: int) -> Artifact:
-    """Pack a complete bundle directory (with the given signed manifest) as ``snapshots/v<N>.pack``."""
-    rel = f"snapshots/v{version}.pack"
-    digest, size = write_snapshot(channel / rel, bundle_dir, manifest_bytes)
-    return Artifact(rel, digest, size, version)
+def read_channel(channel: Channel, endpoint_url: Optional[str] = None) -> Optional[ChannelManifest]:
+    """The channel's current channel.json, or None for a channel not started yet."""
+    return _read(open_store(channel, endpoint_url))[0]
 
 
-def _write_channel(channel: Path, name: str, version: int, snapshot: Artifact, deltas: List[Artifact], keys,
-                   expires_days: float) -> ChannelManifest:
+def _pack_snapshot(work: Path, bundle_dir: Path, manifest_bytes: bytes, version: int) -> "tuple[Artifact, Path]":
+    """Pack a complete bundle directory (with the given signed manifest) as ``snapshots/v<N>-<sha>.pack``."""
+    tmp = work / "snapshot.pack"
+    digest, size = write_snapshot(tmp, bundle_dir, manifest_bytes)
+    return Artifact(f"snapshots/v{version}-{digest[:16]}.pack", digest, size, version), tmp
+
+
+def _commit(store: ChannelStore, read: ChannelRead, name: str, version: int, snapshot: Artifact,
+            deltas: List[Artifact], keys, expires_days: float) -> ChannelManifest:
+    """Sign the new channel.json and swap it in, unless another publisher changed it since ``read``."""
     now = int(time.time())
     m = ChannelManifest(channel=name, version=version, issued=now, expires=now + int(expires_days * 86400),
                         snapshot=snapshot, deltas=deltas[-MAX_DELTAS:])
     m.signatures = [sign(m.canonical_bytes(), k) for k in keys]
-    atomic_write_bytes(channel / CHANNEL_NAME, m.to_json())
-    keep = {snapshot.file} | {d.file for d in m.deltas}
-    for sub in ("snapshots", "deltas"):
-        for f in (channel / sub).glob("*.pack") if (channel / sub).is_dir() else []:
-            if f"{sub}/{f.name}" not in keep:
-                f.unlink()
+    store.commit_channel(m.to_json(), read)
     return m
 
 
-def publish_bundle(channel: PathLike, bundle_dir: PathLike, private_keys, name: Optional[str] = None,
-                   expires_days: float = 7.0) -> ChannelManifest:
+def publish_bundle(channel: Channel, bundle_dir: PathLike, private_keys, name: Optional[str] = None,
+                   expires_days: float = 7.0, endpoint_url: Optional[str] = None) -> ChannelManifest:
     """Ship ``bundle_dir`` as the channel's next version (a snapshot; the delta chain restarts)."""
-    channel, bundle_dir = Path(channel), Path(bundle_dir)
+    store, bundle_dir = open_store(channel, endpoint_url), Path(bundle_dir)
     keys = _keys(private_keys)
-    current = read_channel(channel)
+    current, read = _read(store)
     bundle = Bundle.open(bundle_dir, [k.public_key() for k in keys])
     manifest = copy.deepcopy(bundle.manifest)
     manifest.bundle_version = (current.version + 1) if current else max(1, manifest.bundle_version)
-    snapshot = _write_snapshot(channel, bundle_dir, _signed(manifest, keys), manifest.bundle_version)
-    return _write_channel(channel, name or (current.channel if current else bundle_dir.name), manifest.bundle_version,
-                          snapshot, [], keys, expires_days)
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot, packed = _pack_snapshot(Path(tmp), bundle_dir, _signed(manifest, keys), manifest.bundle_version)
+        store.upload(snapshot.file, packed)
+    return _commit(store, read, name or (current.channel if current else bundle_dir.name), manifest.bundle_version,
+                   snapshot, [], keys, expires_days)
 
 
-def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expires_days: float = 7.0) -> ChannelManifest:
+def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expires_days: float = 7.0,
+                    endpoint_url: Optional[str] = None) -> ChannelManifest:
     """Publish ``changes`` as version N+1: the delta N -> N+1, a snapshot of N+1, and a new channel.json."""
-    channel = Path(channel)
+    store = open_store(channel, endpoint_url)
     keys = _keys(private_keys)
-    current = read_channel(channel)
+    current, read = _read(store)
     if current is None:
-        raise PublishError(f"{channel} has no {CHANNEL_NAME}: start it with a bundle (edge-rec publish --bundle)")
-    with tempfile.TemporaryDirectory(dir=channel) as tmp:
+        raise PublishError(f"{store.location} has no {CHANNEL_NAME}: start it with a bundle (edge-rec publish --bundle)")
+    with tempfile.TemporaryDirectory() as tmp:
         base_dir, stage = Path(tmp) / "base", Path(tmp) / "next"
         base_dir.mkdir()
         stage.mkdir()
-        unpack_snapshot(channel / current.snapshot.file, base_dir)
+        store.download(current.snapshot.file, Path(tmp) / "current.pack")
+        unpack_snapshot(Path(tmp) / "current.pack", base_dir)
         base = Bundle.open(base_dir, [k.public_key() for k in keys])
         m = base.manifest
         target = copy.deepcopy(m)
@@ -122,22 +133,31 @@ def publish_changes(channel: PathLike, changes: ItemChanges, private_keys, expir
             target.golden, searches = golden.compute(rec, [rec.items.rows(g.history, strict=False) for g in m.golden], queries)
         if target.search is not None:
             target.search.golden = searches
-        delta_manifest = _signed(target, keys)
-        rel = f"deltas/v{m.bundle_version}-v{target.bundle_version}.pack"
-        tmp_delta = Path(tmp) / "delta.pack"
-        write_delta(tmp_delta, Delta(m.bundle_version, target.bundle_version, sha256_file(base_dir / MANIFEST_NAME)[0],
-                                     changes, delta_manifest))
-        (channel / "deltas").mkdir(exist_ok=True)
-        os.replace(tmp_delta, channel / rel)
-        digest, size = sha256_file(channel / rel)
-        delta_artifact = Artifact(rel, digest, size, target.bundle_version, m.bundle_version)
+        delta_file = Path(tmp) / "delta.pack"
+        write_delta(delta_file, Delta(m.bundle_version, target.bundle_version, sha256_file(base_dir / MANIFEST_NAME)[0],
+                                      changes, _signed(target, keys)))
+        digest, size = sha256_file(delta_file)
+        delta = Artifact(f"deltas/v{m.bundle_version}-v{target.bundle_version}-{digest[:16]}.pack", digest, size,
+                         target.bundle_version, m.bundle_version)
         full = copy.deepcopy(target)  # the snapshot ships the indexes themselves, so they are listed and hashed
         for index in full.indexes:
             index.built_on_device = False
             full.files[index.file] = FileEntry(*sha256_file(stage / index.file))
-        snapshot = _write_snapshot(channel, stage, _signed(full, keys), full.bundle_version)
-    return _write_channel(channel, current.channel, target.bundle_version, snapshot,
-                          current.deltas + [delta_artifact], keys, expires_days)
+        snapshot, packed = _pack_snapshot(Path(tmp), stage, _signed(full, keys), full.bundle_version)
+        store.upload(delta.file, delta_file)  # packs first, channel.json last
+        store.upload(snapshot.file, packed)
+    return _commit(store, read, current.channel, target.bundle_version, snapshot, current.deltas + [delta], keys,
+                   expires_days)
+
+
+def prune_channel(channel: Channel, keep_days: float, endpoint_url: Optional[str] = None,
+                  now: Optional[float] = None) -> PruneResult:
+    """Remove snapshots and deltas older than ``keep_days`` that the current channel.json does not name."""
+    store = open_store(channel, endpoint_url)
+    current, _ = _read(store)
+    if current is None:
+        raise PublishError(f"{store.location} has no {CHANNEL_NAME}: nothing to prune")
+    return prune(store, keep_days, [current.snapshot.file] + [d.file for d in current.deltas], now)
 
 
 def changes_from_vectors(upserts: Dict[str, np.ndarray], metadata: Dict[str, Dict[str, Any]],
@@ -205,12 +225,15 @@ def changes_from_catalog(change_set: "tuple[list, list]", teacher, encoder, mani
     return changes_from_vectors({it.id: v for it, v in zip(items, vectors)}, meta, delete, search)
 
 
-def channel_manifest(channel: PathLike) -> Manifest:
+def channel_manifest(channel: Channel, endpoint_url: Optional[str] = None) -> Manifest:
     """The bundle manifest of the channel's latest version (from its snapshot)."""
-    current = read_channel(channel)
+    store = open_store(channel, endpoint_url)
+    current, _ = _read(store)
     if current is None:
-        raise PublishError(f"{channel} has no {CHANNEL_NAME}")
-    try:
-        return snapshot_manifest(Path(channel) / current.snapshot.file)
-    except EdgeRecError as e:
-        raise PublishError(f"the channel's snapshot is unreadable: {e}") from None
+        raise PublishError(f"{store.location} has no {CHANNEL_NAME}")
+    with tempfile.TemporaryDirectory() as tmp:
+        store.download(current.snapshot.file, Path(tmp) / "current.pack")
+        try:
+            return snapshot_manifest(Path(tmp) / "current.pack")
+        except EdgeRecError as e:
+            raise PublishError(f"the channel's snapshot is unreadable: {e}") from None
