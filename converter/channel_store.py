@@ -71,6 +71,21 @@ class LocalStore:
             raise ChannelStoreError(f"cannot read {self.root / CHANNEL_NAME}: {e}") from None
         return ChannelRead(data, hashlib.sha256(data).hexdigest())
 
+    def read(self, name: str) -> Optional[bytes]:
+        try:
+            return (self.root / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise ChannelStoreError(f"cannot read {self.root / name}: {e}") from None
+
+    def create(self, name: str, data: bytes) -> None:
+        """Write a new immutable file; ChannelConflict if it exists (another publisher wrote it first)."""
+        with self._lock():
+            if (self.root / name).exists():
+                raise ChannelConflict(f"{self.root / name} exists already (another publisher wrote it first)")
+            atomic_write_bytes(self.root / name, data)
+
     def download(self, name: str, dest: Path) -> None:
         try:
             shutil.copyfile(self.root / name, dest)
@@ -157,6 +172,23 @@ class S3Store:
             if self._code(e) in ("NoSuchKey", "404"):
                 return ChannelRead(None, None)
             raise ChannelStoreError(f"cannot read {self.location}/{CHANNEL_NAME}: {e}") from None
+
+    def read(self, name: str) -> Optional[bytes]:
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        except self._errors as e:
+            if self._code(e) in ("NoSuchKey", "404"):
+                return None
+            raise ChannelStoreError(f"cannot read {self.location}/{name}: {e}") from None
+
+    def create(self, name: str, data: bytes) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=data, IfNoneMatch="*",
+                                CacheControl=IMMUTABLE_CACHE, ContentType="application/json")
+        except self._errors as e:
+            if self._code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise ChannelConflict(f"{self.location}/{name} exists already (another publisher wrote it first)") from None
+            raise ChannelStoreError(f"cannot write {self.location}/{name}: {e}") from None
 
     def download(self, name: str, dest: Path) -> None:
         try:

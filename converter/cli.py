@@ -265,11 +265,34 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_root(args: argparse.Namespace) -> int:
+    from .channel_store import open_store
+    from .trust import TrustError, latest_root, write_root
+    store = open_store(args.channel, args.endpoint_url)
+    current = latest_root(store)
+    if args.action == "init" and current is not None:
+        raise TrustError(f"{store.location} has root {current.version} already: use `edge-rec root rotate`")
+    if args.action == "rotate" and current is None:
+        raise TrustError(f"{store.location} has no root yet: use `edge-rec root init`")
+    root = write_root(store, args.signing_pub, args.signing_threshold, args.root_key, args.root_threshold,
+                      args.root_pub or (), args.old_root_key or (), args.pinned or ())
+    print(f"{store.location}: root {root.version} written ({root_file_name(root.version)}): signing keys "
+          f"{', '.join(root.key_ids())} (threshold {root.signing_threshold}), root keys {', '.join(root.key_ids('root'))} "
+          f"(threshold {root.root_threshold})")
+    return 0
+
+
+def root_file_name(version: int) -> str:
+    from edge_rec.root import root_file
+    return root_file(version)
+
+
 CONVERTER_PACKAGES = ("tensorflow", "transformers", "torch")
 COMMANDS = {"train-teacher": "train (or reuse) the reference SASRec teacher",
             "eval": "full-ranking evaluation of saved teachers, the popularity baseline and a bundle's search",
             "convert": "teacher -> int8 TFLite student + query encoder + HNSW indexes -> signed bundle",
             "publish": "publish a new version to a channel: a bundle (snapshot) or a catalog change set (delta)",
+            "root": "the channel's root of trust: init, or rotate signing / root keys (TUF-style)",
             "prune": "remove a channel's snapshots and deltas that are past retention and no longer named",
             "demo": "data -> teacher -> metrics -> bundle -> a device, end to end"}
 INSTALL = "pip install 'edge-rec[converter]'"
@@ -343,6 +366,25 @@ def register(sub) -> None:
                    help="keep packs younger than this, named or not (default 14: longer than any device or CDN "
                         "can still be fetching a pack an older channel.json named)")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("root", help=COMMANDS["root"],
+                       description="Write the channel's next root: init makes root 1, rotate root N+1. Devices accept "
+                                   "it when signed by a threshold of the previous root's root keys and of its own.")
+    p.add_argument("action", choices=["init", "rotate"])
+    p.add_argument("channel", help="channel: a directory or s3://bucket/prefix")
+    p.add_argument("--endpoint-url", metavar="URL", help="an S3-compatible store's endpoint (default: AWS S3)")
+    p.add_argument("--signing-pub", action="append", required=True, metavar="PUB",
+                   help="public key that signs channel.json and bundles under this root (repeatable)")
+    p.add_argument("--signing-threshold", type=int, default=1, help="signatures a channel or bundle needs (default 1)")
+    p.add_argument("--root-key", action="append", required=True, metavar="KEY",
+                   help="private root key of the new root; it signs this root now (repeatable)")
+    p.add_argument("--root-pub", action="append", metavar="PUB", help="public root key of the new root kept offline")
+    p.add_argument("--root-threshold", type=int, default=1, help="signatures the next root needs (default 1)")
+    p.add_argument("--old-root-key", action="append", metavar="KEY",
+                   help="private root key of the previous root that signs the hand-over (repeatable)")
+    p.add_argument("--pinned", action="append", metavar="PUB",
+                   help="init: public key devices were provisioned with (their root 0); --old-root-key signs for it")
+    p.set_defaults(func=cmd_root)
 
     p = sub.add_parser("demo", parents=[common], help=COMMANDS["demo"])
     _data_args(p)

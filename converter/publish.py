@@ -11,6 +11,7 @@ other publisher changed it meanwhile; ``prune_channel`` removes packs nothing na
 from __future__ import annotations
 
 import copy
+import hashlib
 import datetime as dt
 import json
 import tempfile
@@ -23,7 +24,7 @@ import numpy as np
 from edge_rec import golden
 from edge_rec.bundle import Bundle, sha256_file, write_local_record
 from edge_rec.channel import CHANNEL_NAME, Artifact, ChannelManifest
-from edge_rec.delta import Delta, ItemChanges, build_version, write_delta
+from edge_rec.delta import Delta, ItemChanges, build_version, read_delta, write_delta
 from edge_rec.errors import EdgeRecError
 from edge_rec.manifest import MANIFEST_NAME, FileEntry, Manifest
 from edge_rec.quant import quantize_rows
@@ -33,6 +34,7 @@ from edge_rec.snapshot import snapshot_manifest, unpack_snapshot, write_snapshot
 
 from .channel_store import ChannelRead, ChannelStore, LocalStore, PruneResult, S3Store, open_store, prune
 from .errors import ConverterError
+from .trust import check_signing_keys
 
 MAX_DELTAS = 30  # deltas kept in the channel; devices further behind take the snapshot
 PathLike = Union[str, Path]
@@ -89,8 +91,9 @@ def publish_bundle(channel: Channel, bundle_dir: PathLike, private_keys, name: O
     """Ship ``bundle_dir`` as the channel's next version (a snapshot; the delta chain restarts)."""
     store, bundle_dir = open_store(channel, endpoint_url), Path(bundle_dir)
     keys = _keys(private_keys)
+    check_signing_keys(store, keys)
     current, read = _read(store)
-    bundle = Bundle.open(bundle_dir, [k.public_key() for k in keys])
+    bundle = Bundle.open_installed(bundle_dir)  # every file checked; the manifest is re-signed below with ``keys``
     manifest = copy.deepcopy(bundle.manifest)
     manifest.bundle_version = (current.version + 1) if current else max(1, manifest.bundle_version)
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +108,7 @@ def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expire
     """Publish ``changes`` as version N+1: the delta N -> N+1, a snapshot of N+1, and a new channel.json."""
     store = open_store(channel, endpoint_url)
     keys = _keys(private_keys)
+    check_signing_keys(store, keys)
     current, read = _read(store)
     if current is None:
         raise PublishError(f"{store.location} has no {CHANNEL_NAME}: start it with a bundle (edge-rec publish --bundle)")
@@ -113,8 +117,10 @@ def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expire
         base_dir.mkdir()
         stage.mkdir()
         store.download(current.snapshot.file, Path(tmp) / "current.pack")
+        if sha256_file(Path(tmp) / "current.pack")[0] != current.snapshot.sha256:
+            raise PublishError(f"{store.location}/{current.snapshot.file} does not match its channel.json hash")
         unpack_snapshot(Path(tmp) / "current.pack", base_dir)
-        base = Bundle.open(base_dir, [k.public_key() for k in keys])
+        base = Bundle.open_installed(base_dir)  # named by hash in the channel.json it came with
         m = base.manifest
         target = copy.deepcopy(m)
         target.bundle_version = m.bundle_version + 1
@@ -135,7 +141,8 @@ def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expire
             target.search.golden = searches
         delta_file = Path(tmp) / "delta.pack"
         write_delta(delta_file, Delta(m.bundle_version, target.bundle_version, sha256_file(base_dir / MANIFEST_NAME)[0],
-                                      changes, _signed(target, keys)))
+                                      changes, _signed(target, keys),
+                                      other_base_manifest_sha256=_delta_form(store, current, Path(tmp))))
         digest, size = sha256_file(delta_file)
         delta = Artifact(f"deltas/v{m.bundle_version}-v{target.bundle_version}-{digest[:16]}.pack", digest, size,
                          target.bundle_version, m.bundle_version)
@@ -148,6 +155,17 @@ def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expire
         store.upload(snapshot.file, packed)
     return _commit(store, read, current.channel, target.bundle_version, snapshot, current.deltas + [delta], keys,
                    expires_days)
+
+
+def _delta_form(store: ChannelStore, current: ChannelManifest, tmp: Path) -> List[str]:
+    """sha256 of the manifest a device holds when it reached the current version by the last delta."""
+    last = current.deltas[-1] if current.deltas else None
+    if last is None or last.to_version != current.version:
+        return []
+    store.download(last.file, tmp / "last-delta.pack")
+    if sha256_file(tmp / "last-delta.pack")[0] != last.sha256:
+        raise PublishError(f"{store.location}/{last.file} does not match its channel.json hash")
+    return [hashlib.sha256(read_delta(tmp / "last-delta.pack").manifest).hexdigest()]
 
 
 def prune_channel(channel: Channel, keep_days: float, endpoint_url: Optional[str] = None,

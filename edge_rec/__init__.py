@@ -7,7 +7,7 @@ the converter.
         rec.search("a 90s comedy", k=10)
 
 On a device that follows a channel: ``SyncClient`` pulls new versions into a ``DeviceState`` directory,
-``LiveRecommender`` serves whichever version is current.
+``LiveRecommender`` serves whichever version is current; both trust the keys of the device's ``Root``.
 """
 __version__ = "0.2.0"
 
@@ -23,6 +23,7 @@ from .errors import (
                      IntegrityError,
                      ItemIndexError,
                      ManifestError,
+                     MissingFile,
                      ModelError,
                      PackError,
                      QueryError,
@@ -39,12 +40,13 @@ from .live import LiveRecommender
 from .manifest import FORMAT_VERSION, Manifest
 from .recommender import EdgeRecommender, Recommendation
 from .retrieval import RetrievalPolicy
+from .root import Root
 from .state import DeviceState
 from .sync import SyncClient, SyncStatus
 
 __all__ = ["__version__", "EdgeRecommender", "Recommendation", "LiveRecommender", "SyncClient", "SyncStatus",
-           "DeviceState", "HistoryStore", "Bundle", "Manifest", "FORMAT_VERSION", "RetrievalPolicy", "GoldenResult",
+           "DeviceState", "Root", "HistoryStore", "Bundle", "Manifest", "FORMAT_VERSION", "RetrievalPolicy", "GoldenResult",
            "EdgeRecError", "BundleError", "ManifestError", "SignatureError", "ThresholdError", "IntegrityError",
            "IncompatibleBundleError", "ModelError", "ItemIndexError", "HistoryError", "SearchUnavailableError",
-           "QueryError", "PackError", "StateError", "SyncError", "DownloadError", "StaleChannel", "HealthCheckError",
+           "QueryError", "PackError", "StateError", "SyncError", "DownloadError", "MissingFile", "StaleChannel", "HealthCheckError",
            "DeltaError"]

@@ -74,16 +74,23 @@ class ItemChanges:
 class Delta:
     from_version: int
     to_version: int
-    base_manifest_sha256: str  # sha256 of the base version's manifest.json bytes
+    base_manifest_sha256: str  # sha256 of the base version's manifest.json bytes (as its snapshot ships it)
     changes: ItemChanges
     manifest: bytes            # the signed manifest.json of version ``to_version``
     model: Optional[bytes] = None
+    # the same base as a device that reached it by a delta holds it (that manifest lists the indexes as
+    # built on the device); either form is the same version, file for file
+    other_base_manifest_sha256: List[str] = field(default_factory=list)
+
+    def applies_to(self, manifest_sha256: str) -> bool:
+        return manifest_sha256 in [self.base_manifest_sha256, *self.other_base_manifest_sha256]
 
 
 def write_delta(path: Path, delta: Delta) -> None:
     c = delta.changes
     meta = {"format": DELTA_FORMAT, "from_version": delta.from_version, "to_version": delta.to_version,
-            "base_manifest_sha256": delta.base_manifest_sha256, "upsert_ids": c.upsert_ids,
+            "base_manifest_sha256": delta.base_manifest_sha256,
+            "other_base_manifest_sha256": delta.other_base_manifest_sha256, "upsert_ids": c.upsert_ids,
             "upsert_metadata": c.upsert_metadata, "delete_ids": c.delete_ids, "dim": int(c.upsert_vectors.shape[1])}
     sections = {"manifest": delta.manifest, "upsert_vectors": np.ascontiguousarray(c.upsert_vectors, np.int8).tobytes(),
                 "upsert_scales": np.ascontiguousarray(c.upsert_scales, "<f4").tobytes()}
@@ -105,9 +112,11 @@ def read_delta(path: Path) -> Delta:
     ints = {k: m.get(k) for k in ("from_version", "to_version", "dim")}
     if any(type(v) is not int or v < 0 for v in ints.values()) or ints["to_version"] != ints["from_version"] + 1:
         raise DeltaError(f"{Path(path).name}: from_version, to_version (= from + 1) and dim must be integers >= 0")
-    base = m.get("base_manifest_sha256")
+    base, others = m.get("base_manifest_sha256"), m.get("other_base_manifest_sha256", [])
     if not isinstance(base, str) or len(base) != 64:
         raise DeltaError(f"{Path(path).name}: base_manifest_sha256 missing or malformed")
+    if not isinstance(others, list) or not all(isinstance(o, str) and len(o) == 64 for o in others):
+        raise DeltaError(f"{Path(path).name}: other_base_manifest_sha256 must be a list of sha256 hex digests")
     lists = [m.get(k) for k in ("upsert_ids", "upsert_metadata", "delete_ids")]
     if not all(isinstance(x, list) for x in lists):
         raise DeltaError(f"{Path(path).name}: upsert_ids, upsert_metadata and delete_ids must be lists")
@@ -130,7 +139,7 @@ def read_delta(path: Path) -> Delta:
         changes.upsert_search_scales = np.frombuffer(ss, "<f4").astype(np.float32)
     changes.check(dim, Path(path).name, search_dim)
     model = _section(pack, "model") if "model" in pack.sections else None
-    return Delta(ints["from_version"], ints["to_version"], base, changes, _section(pack, "manifest"), model)
+    return Delta(ints["from_version"], ints["to_version"], base, changes, _section(pack, "manifest"), model, others)
 
 
 def _section(pack: Pack, name: str) -> bytes:
@@ -265,7 +274,7 @@ def apply_delta(base: Bundle, delta: Delta, out: Path, target: Manifest) -> None
     against the signed ``target`` manifest (already signature-verified by the caller)."""
     m = base.manifest
     base_sha, _ = sha256_file(base.path / MANIFEST_NAME)
-    if delta.from_version != m.bundle_version or delta.base_manifest_sha256 != base_sha:
+    if delta.from_version != m.bundle_version or not delta.applies_to(base_sha):
         raise DeltaError(f"this delta applies to version {delta.from_version} (manifest {delta.base_manifest_sha256[:12]}), "
                          f"the device has version {m.bundle_version} (manifest {base_sha[:12]})")
     if target.bundle_version != delta.to_version or not target.index.built_on_device:

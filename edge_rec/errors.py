@@ -73,5 +73,9 @@ class DownloadError(SyncError):
     """A download failed, exceeded its cap or deadline, or its bytes do not match the signed hash."""
 
 
+class MissingFile(DownloadError):
+    """The server has no such file (HTTP 404, or 403 from a bucket that hides missing keys)."""
+
+
 class StaleChannel(SyncError):
     """The channel manifest has expired: the device keeps what it has and reports 'stale'."""

@@ -102,7 +102,8 @@ class LiveRecommender:
             if path is None:
                 raise EdgeRecError(f"no version is installed in {self.device.root}; run `edge-rec sync` first")
             try:
-                return check_version(path, self.keys, self.threshold, history=self.history, **self.kw)
+                root = self.device.trusted_root(self.keys, self.threshold)
+                return check_version(path, root.signing_keys, root.signing_threshold, history=self.history, **self.kw)
             except EdgeRecError as e:
                 self.rolled_back.append(f"version {self.device.state.current}: {e}")
                 if self.device.rollback(str(e)) is None:

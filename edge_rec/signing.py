@@ -25,6 +25,11 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(_raw(public)).hexdigest()[:16]
 
 
+def public_hex(key: KeyLike) -> str:
+    """A public key as the 64 hex digits ``.pub`` files and root documents hold."""
+    return _raw(load_public_key(key)).hex()
+
+
 def _raw(public: Ed25519PublicKey) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     return public.public_bytes(Encoding.Raw, PublicFormat.Raw)

@@ -4,6 +4,7 @@ Layout of a state directory::
 
     state.json          current / previous version, the highest channel version and newest signing time
                         seen (anti-rollback, anti-freeze), versions that failed their health check
+    root.json           the newest root of trust accepted (absent: the pinned keys are the root, version 0)
     last_sync.json      when the last sync ran and how it ended (for status displays)
     .sync.lock          held (flock) while a sync runs, so two syncs never overlap
     versions/<N>/       complete bundle directories (the current one and the previous one, for rollback)
@@ -24,13 +25,16 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 from . import failpoints
-from .atomic import atomic_write_json, fsync_dir, fsync_tree
+from .atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_tree
 from .bundle import read_manifest
-from .errors import StateError
+from .errors import EdgeRecError, StateError
+from .root import Root
+from .signing import KeyLike
 
 STATE_FORMAT = "edge-rec-device-state/1"
 STATE_NAME = "state.json"
 LAST_SYNC_NAME = "last_sync.json"
+ROOT_NAME = "root.json"
 LOCK_NAME = ".sync.lock"
 
 
@@ -165,6 +169,21 @@ class DeviceState:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def trusted_root(self, pinned: Union[KeyLike, List[KeyLike]], threshold: int = 1) -> Root:
+        """The root this device trusts: the newest one a sync accepted, else the one its pinned keys make."""
+        try:
+            data = (self.root / ROOT_NAME).read_bytes()
+        except FileNotFoundError:
+            return Root.from_pinned(pinned if isinstance(pinned, list) else [pinned], threshold)
+        try:
+            return Root.from_bytes(data, str(self.root / ROOT_NAME))
+        except EdgeRecError as e:
+            raise StateError(f"the device's trusted root is damaged ({e}); re-provision the device") from None
+
+    def save_root(self, data: bytes) -> None:
+        """Trust ``data`` (a root already verified against the previous one) from now on."""
+        atomic_write_bytes(self.root / ROOT_NAME, data)
 
     def record_sync(self, state: str, version: Optional[int], message: str, url: str) -> None:
         """Record how a sync ended (atomically), for :meth:`last_sync`."""

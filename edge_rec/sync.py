@@ -1,6 +1,7 @@
 """Pull updates from a channel: verify, download, apply to a staging copy, validate, switch atomically.
 
-The client implements a TUF-style subset: pinned keys with a signature threshold, a channel version
+The client implements a TUF-style subset: a root of trust (pinned keys, or a root document followed
+version by version, see :mod:`edge_rec.root`) naming the signing keys and threshold, a channel version
 that only moves forward (persisted), expiry checked against max(system clock, newest trusted signing
 time), size caps and deadlines on every download, resumable downloads checked against signed hashes,
 deltas that apply only to their base, validation (load + golden cases) before the switch, and
@@ -21,14 +22,16 @@ from . import failpoints
 from .bundle import Bundle, sha256_file
 from .channel import CHANNEL_NAME, MAX_CHANNEL_BYTES, Artifact, ChannelManifest
 from .delta import apply_delta, read_delta
-from .errors import DownloadError, EdgeRecError, StaleChannel, SyncError
+from .errors import DeltaError, DownloadError, EdgeRecError, MissingFile, StaleChannel, SyncError
 from .golden import check_version
 from .manifest import Manifest
+from .root import MAX_ROOT_BYTES, root_file
 from .signing import KeyLike, check_threshold, key_id, trusted_keys, verify
 from .snapshot import unpack_snapshot
 from .state import DeviceState, State
 
 CHUNK = 64 * 1024
+MAX_ROOT_STEPS = 64  # newer roots accepted in one sync (each one is a small signed file)
 
 
 @dataclass
@@ -69,7 +72,7 @@ def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Opti
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:  # our partial file is not a prefix the server knows: start over
                 out.unlink()
-            raise DownloadError(f"{url}: HTTP {e.code}") from None
+            raise (MissingFile if e.code in (403, 404) else DownloadError)(f"{url}: HTTP {e.code}") from None
         except (urllib.error.URLError, OSError) as e:
             raise DownloadError(f"{url}: {getattr(e, 'reason', e)}") from None
         with resp:
@@ -121,8 +124,9 @@ class SyncClient:
                  limits: Optional[Limits] = None, clock: Callable[[], float] = time.time) -> None:
         self.device = DeviceState(root)
         self.url = url.rstrip("/")
-        self.keys = trusted_keys(keys)
-        self.threshold = check_threshold(threshold, len({key_id(k) for k in self.keys}))
+        self.pinned = trusted_keys(keys)
+        self.pinned_threshold = check_threshold(threshold, len({key_id(k) for k in self.pinned}))
+        self.keys, self.threshold = self.pinned, self.pinned_threshold  # until the device's root says otherwise
         self.limits, self.clock = limits or Limits(), clock
 
     def sync_once(self, log: Callable[[str], None] = lambda s: None) -> SyncStatus:
@@ -142,6 +146,7 @@ class SyncClient:
     def _sync(self, log: Callable[[str], None]) -> SyncStatus:
         self.device.recover()
         try:
+            self._follow_root(log)
             channel = self._channel()
             return self._update(channel, log)
         except StaleChannel as e:
@@ -156,6 +161,23 @@ class SyncClient:
             except OSError:
                 pass
             return SyncStatus("failed", self.device.state.current, f"I/O error: {e}")
+
+    def _follow_root(self, log: Callable[[str], None]) -> None:
+        """Accept the channel's newer roots one version at a time, then trust the newest one's signing keys."""
+        root = self.device.trusted_root(self.pinned, self.pinned_threshold)
+        part = self.device.downloads / "root.part"
+        for _ in range(MAX_ROOT_STEPS):
+            try:
+                _fetch(f"{self.url}/{root_file(root.version + 1)}", part, MAX_ROOT_BYTES, self.limits, exact=False)
+                data = part.read_bytes()
+            except MissingFile:
+                break
+            finally:
+                part.unlink(missing_ok=True)
+            root = root.verify_next(data)
+            self.device.save_root(data)
+            log(f"root {root.version}: signing keys {', '.join(root.key_ids())} (threshold {root.signing_threshold})")
+        self.keys, self.threshold = trusted_keys(root.signing_keys), root.signing_threshold
 
     def _channel(self) -> ChannelManifest:
         part = self.device.downloads / f"{CHANNEL_NAME}.part"
@@ -199,7 +221,12 @@ class SyncClient:
         else:
             for step in chain:
                 log(f"delta {step.from_version} -> {step.to_version} ({step.size} bytes)")
-                self._install_delta(step, log)
+                try:
+                    self._install_delta(step, log)
+                except DeltaError as e:  # e.g. a delta made for another copy of this version: take the snapshot
+                    log(f"{step.file}: {e}; taking the snapshot of version {channel.version} instead")
+                    self._install_snapshot(channel.snapshot, log)
+                    break
         return self._health_check_current(channel.version)
 
     def _download(self, artifact: Artifact, log: Callable[[str], None]) -> Path:
@@ -230,7 +257,7 @@ class SyncClient:
     def _install_delta(self, artifact: Artifact, log: Callable[[str], None]) -> None:
         file = self._download(artifact, log)
         delta = read_delta(file)
-        base = Bundle.open(self.device.current_dir(), self.keys, self.threshold)
+        base = Bundle.open_installed(self.device.current_dir())  # vouched for by the delta's signed base hash
         target = Manifest.from_bytes(delta.manifest)
         verify(target.signed_payload, target.signatures, self.keys, self.threshold)
         if delta.to_version != artifact.to_version:

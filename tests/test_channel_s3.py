@@ -88,12 +88,17 @@ def test_publish_to_s3_and_devices_sync_over_http(converted, s3_endpoint, tmp_pa
     assert any(m2.deltas[-1].file in line for line in got) and not any(m2.snapshot.file in line for line in got)
     with EdgeRecommender.open(DeviceState(device).current_dir(), converted["pub"]) as rec:
         assert "s3-0" in rec.items.row_of
+    m3 = publish_changes(store, some_changes(converted, "again"), converted["key"])  # a device that came by delta
+    got = []                                                                        # keeps coming by delta
+    s = SyncClient(device, http, converted["pub"]).sync_once(log=got.append)
+    assert (s.state, s.version) == ("updated", 3) and not any("snapshot" in line for line in got), got
+    assert any(m3.deltas[-1].file in line for line in got)
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     head = client.head_object(Bucket=BUCKET, Key=f"prod/movies/{m1.snapshot.file}")
     assert head["CacheControl"] == IMMUTABLE_CACHE
     assert client.head_object(Bucket=BUCKET, Key="prod/movies/channel.json")["CacheControl"] == CHANNEL_CACHE
     assert m1.snapshot.sha256[:16] in m1.snapshot.file  # content-addressed
-    assert read_channel(f"s3://{BUCKET}/prod/movies", s3_endpoint).version == 2
+    assert read_channel(f"s3://{BUCKET}/prod/movies", s3_endpoint).version == 3
 
 
 class Recording(S3Store):
