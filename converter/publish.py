@@ -11,8 +11,8 @@ other publisher changed it meanwhile; ``prune_channel`` removes packs nothing na
 from __future__ import annotations
 
 import copy
-import hashlib
 import datetime as dt
+import hashlib
 import json
 import tempfile
 import time
