@@ -36,10 +36,10 @@ def main() -> int:
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args()
     from runtime_latency import real_histories
-    from synthetic import grow_bundle, synthetic_vectors
+    from synthetic import catalog_change, grow_bundle
 
     from converter.provenance import machine_record
-    from converter.publish import changes_from_vectors, publish_bundle, publish_changes
+    from converter.publish import publish_bundle, publish_changes
     from edge_rec.bundle import Bundle
     from edge_rec.delta import apply_delta, read_delta
     from edge_rec.manifest import Manifest
@@ -56,24 +56,8 @@ def main() -> int:
         grow_bundle(args.bundle, tmp / "grown", key, args.items, real_histories(args.data, 300)[0])
         channel = tmp / "channel"
         publish_bundle(channel, tmp / "grown", key, name="bench")
-        rec = EdgeRecommender.open(tmp / "grown", pub)
-        n = int(args.items * args.changed)
-        rng = np.random.default_rng(0)
-        rows = rng.choice(len(rec.items), int(0.7 * n), replace=False)
-        updated, deleted = rows[:n // 2], rows[n // 2:]
-        vectors = rec.items.dequantized(np.arange(len(rec.items)))
-        moved, _ = synthetic_vectors(vectors[updated], len(updated), noise=0.3, seed=1)
-        fresh, _ = synthetic_vectors(vectors, n - len(rows), seed=2)
-        ups = {rec.items.ids[r]: moved[i] for i, r in enumerate(updated)}
-        ups.update({f"bench-new-{i}": v for i, v in enumerate(fresh)})
-        meta = {k: {"title": f"item {k}", "genres": ["Drama"]} for k in ups}
-        search = None
-        if rec.has_search:  # search vectors drawn the same way from the search table
-            table = rec.search_retriever.vectors(np.arange(len(rec.items)))
-            s_moved, _ = synthetic_vectors(table[updated], len(updated), noise=0.3, seed=1, base=np.arange(len(updated)))
-            s_fresh, _ = synthetic_vectors(table, n - len(rows), seed=2)
-            search = dict(zip(ups, np.concatenate([s_moved, s_fresh])))
-        changes = changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted], search)
+        with EdgeRecommender.open(tmp / "grown", pub) as rec:
+            changes = catalog_change(rec, args.changed)
         t = time.perf_counter()
         m = publish_changes(channel, changes, key)
         result["publish_s"] = time.perf_counter() - t

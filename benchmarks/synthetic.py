@@ -69,3 +69,27 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
                  bundle_version=1, info={"synthetic": f"{len(real)} real + {len(extra)} synthetic items"}, search=search)
     rec.close()
     return choice
+
+
+def catalog_change(rec: EdgeRecommender, fraction: float, seed: int = 0, tag: str = "bench-new"):
+    """A change set touching ``fraction`` of ``rec``'s catalog: 35% of it updated (vectors moved), 35%
+    deleted, 30% new items, each drawn as above (search vectors too when the bundle has search)."""
+    from converter.publish import changes_from_vectors
+    n = max(3, int(len(rec.items) * fraction))
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(rec.items), int(0.7 * n), replace=False)
+    updated, deleted = rows[:len(rows) // 2], rows[len(rows) // 2:]
+    vectors = rec.items.dequantized(np.arange(len(rec.items)))
+    moved, _ = synthetic_vectors(vectors[updated], len(updated), noise=0.3, seed=seed + 1)
+    fresh, _ = synthetic_vectors(vectors, n - len(rows), seed=seed + 2)
+    ups = {rec.items.ids[r]: moved[i] for i, r in enumerate(updated)}
+    ups.update({f"{tag}-{i}": v for i, v in enumerate(fresh)})
+    meta = {k: {"title": f"item {k}", "genres": ["Drama"]} for k in ups}
+    search = None
+    if rec.has_search:
+        table = rec.search_retriever.vectors(np.arange(len(rec.items)))
+        s_moved, _ = synthetic_vectors(table[updated], len(updated), noise=0.3, seed=seed + 1,
+                                       base=np.arange(len(updated)))
+        s_fresh, _ = synthetic_vectors(table, n - len(rows), seed=seed + 2)
+        search = dict(zip(ups, np.concatenate([s_moved, s_fresh])))
+    return changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted], search)

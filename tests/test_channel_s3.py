@@ -1,13 +1,11 @@
 """Channels on S3-compatible object storage: moto's standalone S3 server on loopback (its own process), the
 real boto3 client over HTTP, and devices syncing by plain HTTP GET from the bucket's endpoint."""
-import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,48 +14,17 @@ from converter.channel_store import CHANNEL_CACHE, IMMUTABLE_CACHE, ChannelConfl
 from converter.publish import changes_from_vectors, prune_channel, publish_bundle, publish_changes, read_channel
 from edge_rec import DeviceState, EdgeRecommender, SyncClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from moto_server import CREDENTIALS, moto_s3  # noqa: E402
+
 BUCKET = "fleet"
-# what the README tells a user to set for a public channel (a private one goes through a CDN instead)
-PUBLIC_READ = {"Version": "2012-10-17", "Statement": [{"Sid": "DevicesRead", "Effect": "Allow", "Principal": "*",
-                                                        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
-    """moto's S3 server as a separate process on a free loopback port, with a bucket."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=2).read()
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"moto's S3 server did not start on {url}")
-            time.sleep(0.3)
-    mp = pytest.MonkeyPatch()
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        mp.setenv(k, v)
-    import boto3
-    client = boto3.client("s3", endpoint_url=url)
-    client.create_bucket(Bucket=BUCKET)
-    client.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(PUBLIC_READ))  # devices hold no credentials
-    yield url
-    mp.undo()
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    """moto's S3 server as a separate process on a free loopback port, with a bucket devices read anonymously."""
+    with moto_s3(BUCKET, tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
 
 
 def some_changes(converted, tag: str, n: int = 3):
@@ -188,7 +155,7 @@ def test_prune_keeps_what_channel_json_names_and_what_is_recent(converted, s3_en
 
 
 def test_publish_and_prune_from_the_command_line(converted, s3_endpoint, tmp_path):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    env = dict(os.environ, **CREDENTIALS)
     cli = [sys.executable, "-m", "edge_rec.cli"]
     r = subprocess.run(cli + ["publish", f"s3://{BUCKET}/cli", "--endpoint-url", s3_endpoint, "--bundle",
                               str(converted["bundle"]), "--key", str(converted["key"])], capture_output=True, text=True,
