@@ -118,12 +118,14 @@ def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Opti
 
 
 class SyncClient:
-    """Keeps the state directory ``root`` in step with the channel at ``url``."""
+    """Keeps the state directory ``root`` in step with the channel at ``url``. A query string on ``url``
+    (a CDN's signed-URL policy and signature, a token) is sent with every file the channel names."""
 
     def __init__(self, root: Union[str, Path], url: str, keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1,
                  limits: Optional[Limits] = None, clock: Callable[[], float] = time.time) -> None:
         self.device = DeviceState(root)
-        self.url = url.rstrip("/")
+        base, _, self.query = url.partition("?")  # e.g. a CDN's signed-URL parameters, sent with every file
+        self.url = base.rstrip("/")
         self.pinned = trusted_keys(keys)
         self.pinned_threshold = check_threshold(threshold, len({key_id(k) for k in self.pinned}))
         self.keys, self.threshold = self.pinned, self.pinned_threshold  # until the device's root says otherwise
@@ -162,13 +164,16 @@ class SyncClient:
                 pass
             return SyncStatus("failed", self.device.state.current, f"I/O error: {e}")
 
+    def _file_url(self, name: str) -> str:
+        return f"{self.url}/{name}" + (f"?{self.query}" if self.query else "")
+
     def _follow_root(self, log: Callable[[str], None]) -> None:
         """Accept the channel's newer roots one version at a time, then trust the newest one's signing keys."""
         root = self.device.trusted_root(self.pinned, self.pinned_threshold)
         part = self.device.downloads / "root.part"
         for _ in range(MAX_ROOT_STEPS):
             try:
-                _fetch(f"{self.url}/{root_file(root.version + 1)}", part, MAX_ROOT_BYTES, self.limits, exact=False)
+                _fetch(self._file_url(root_file(root.version + 1)), part, MAX_ROOT_BYTES, self.limits, exact=False)
                 data = part.read_bytes()
             except MissingFile:
                 break
@@ -183,7 +188,7 @@ class SyncClient:
         part = self.device.downloads / f"{CHANNEL_NAME}.part"
         part.unlink(missing_ok=True)
         try:
-            _fetch(f"{self.url}/{CHANNEL_NAME}", part, MAX_CHANNEL_BYTES, self.limits, exact=False)
+            _fetch(self._file_url(CHANNEL_NAME), part, MAX_CHANNEL_BYTES, self.limits, exact=False)
             data = part.read_bytes()
         finally:
             part.unlink(missing_ok=True)
@@ -237,7 +242,7 @@ class SyncClient:
         last: Optional[DownloadError] = None
         for _ in range(self.limits.attempts):
             try:
-                _fetch(f"{self.url}/{artifact.file}", out, artifact.size, self.limits, artifact.sha256,
+                _fetch(self._file_url(artifact.file), out, artifact.size, self.limits, artifact.sha256,
                        progress=lambda have, size: log(f"{artifact.file}: {have:,} of {size:,} bytes"))
                 failpoints.reached("download")
                 return out

@@ -180,3 +180,35 @@ def test_store_addresses():
         open_store("/tmp/x", "http://127.0.0.1:1")
     with pytest.raises(ChannelStoreError, match="s3://bucket"):
         S3Store("s3:///nobucket")
+
+
+def test_a_private_channel_through_signed_urls(converted, tmp_path):
+    """A CDN in front of a private bucket checks a signed query string on every request (CloudFront's
+    custom-policy signed URLs, say): the device sends the channel URL's query string with every file."""
+    from http.server import ThreadingHTTPServer
+
+    from edge_rec.serve import ChannelHandler
+    publish_bundle(LocalStore(tmp_path / "private"), converted["bundle"], converted["key"], name="private")
+    seen = []
+
+    class SignedOnly(ChannelHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            path, _, query = self.path.partition("?")
+            if query != "Policy=p&Signature=s&Key-Pair-Id=k":
+                self.send_error(403, "missing or wrong signature")
+                return
+            self.path = path
+            super().do_GET()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: SignedOnly(*a, directory=str(tmp_path / "private")))
+    server.verbose = False
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        s = SyncClient(tmp_path / "d1", base, converted["pub"]).sync_once()
+        assert s.state == "failed" and "403" in s.message, s.line()
+        s = SyncClient(tmp_path / "d2", f"{base}/?Policy=p&Signature=s&Key-Pair-Id=k", converted["pub"]).sync_once()
+        assert (s.state, s.version) == ("updated", 1), s.line()
+        assert any(p.startswith("/snapshots/") and p.endswith("Key-Pair-Id=k") for p in seen)
+    finally:
+        server.shutdown()
