@@ -122,6 +122,28 @@ def delta() -> str:
             + source(d, "delta_sync.json"))
 
 
+def fleet() -> str:
+    f = load("fleet.json")
+    g = f["per_group"]
+    rows = ["| devices starting | devices | bytes served per device (median / max, share of a snapshot) | requests (median / max) |",
+            "| --- | ---: | ---: | ---: |"]
+    for name, label in (("fresh", "fresh (no version)"), ("expired", "expired (deltas gone: snapshot)"),
+                        ("many behind", "three versions behind"), ("one behind", "one version behind")):
+        b, r = g[name]["bytes_vs_snapshot"], g[name]["requests"]
+        rows.append(f"| {label} | {g[name]['devices']} | {100 * b['median']:.2f}% / {100 * b['max']:.2f}% | "
+                    f"{r['median']:.0f} / {r['max']} |")
+    slow = f["slowest_device"]
+    faults = f["faults"]
+    return "\n".join([
+        f"{f['devices']} devices, {f['requests']:,} requests: {faults.get('drop', 0)} dropped mid-body, "
+        f"{faults.get('stall', 0)} stalled, {faults.get('corrupt', 0)} corrupted ({100 * f['fault_share']:.1f}% dropped "
+        f"or stalled, {100 * f['corrupt_share']:.1f}% corrupted). At the end {100 * f['on_latest_at_end']:.0f}% of the "
+        f"devices were on version {f['versions']}, with {f['corrupt_installs']} corrupt or half-applied installs; the "
+        f"slowest device ({slow['group']}) got there after {slow['rounds']} syncs and {slow['seconds']:.0f} s, the whole "
+        f"fleet in {f['wall_s']:.0f} s. Each delta changes {100 * f['changed_fraction']:.0f}% of the catalog.", "",
+        *rows, "", source(f, "fleet.json")])
+
+
 def device() -> str:
     lines = ["| run | golden cases | query vectors vs x86 | same top-10 | search: same top-10 | installed |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -156,7 +178,7 @@ def demo() -> str:
 
 
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
-                                        "delta": delta, "device": device, "kiosk": kiosk, "demo": demo}
+                                        "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo}
 
 
 def render(text: str) -> str:

@@ -23,10 +23,11 @@ def test_readme_numbers_match_the_results_files():
 
 def test_results_files_record_what_they_measured():
     for name in ("conversion_report_ml1m.json", "runtime_latency.json", "delta_sync.json", "speedup.json", "kiosk.json",
-                 "demo_quick.json"):
+                 "demo_quick.json", "fleet.json"):
         record = readme_numbers.load(name)["machine"]
         assert {"commit", "cpu", "cores", "interpreter", "measured"} <= set(record), name
-    for name in ("conversion_report_ml1m.json", "runtime_latency.json", "delta_sync.json", "speedup.json", "kiosk.json"):
+    for name in ("conversion_report_ml1m.json", "runtime_latency.json", "delta_sync.json", "speedup.json", "kiosk.json",
+                 "fleet.json"):
         assert len(readme_numbers.load(name)["machine"]["bundle_manifest_sha256"]) == 64, name
 
 
