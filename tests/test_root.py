@@ -150,3 +150,23 @@ def test_a_device_provisioned_with_a_root_file_and_old_devices_without_roots(con
     assert DeviceState(fleet["device"]).trusted_root(fleet["k1pub"]).version == 0
     with pytest.raises(TrustError, match="devices would reject"):
         write_root(fleet["ch"], [k2pub], 1, [keys["r1"][0]], 1, pinned=[fleet["k1pub"]])  # K1 did not sign
+
+
+def test_root_commands(converted, fleet, keys):
+    import subprocess
+    import sys
+    cli = [sys.executable, "-m", "edge_rec.cli", "root"]
+    k2, k2pub = keys["k2"]
+    r = subprocess.run(cli + ["rotate", str(fleet["ch"]), "--root-key", str(keys["r1"][0]), "--signing-pub", str(k2pub)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no root yet" in r.stderr, r.stderr
+    r = subprocess.run(cli + ["init", str(fleet["ch"]), "--pinned", str(fleet["k1pub"]), "--root-key", str(keys["r1"][0]),
+                              "--signing-pub", str(k2pub)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "devices would reject root 1" in r.stderr, r.stderr  # the pinned key did not sign
+    r = subprocess.run(cli + ["init", str(fleet["ch"]), "--pinned", str(fleet["k1pub"]), "--old-root-key", str(fleet["k1"]),
+                              "--root-key", str(keys["r1"][0]), "--signing-pub", str(k2pub)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "root 1 written" in r.stdout, r.stderr
+    publish_changes(fleet["ch"], change(converted, "cli"), k2)
+    s = sync(fleet)
+    assert (s.state, s.version) == ("updated", 2), s.line()
