@@ -52,6 +52,8 @@ def quality() -> str:
               f"{sizes['index_bytes_per_item']:.0f} B/item on disk (M={idx['M']}, ef_search={idx['ef_search']}, recall@10 "
               f"{idx['recall']:.3f} against exact search) plus {sizes['item_table_bytes_per_item']:.0f} B/item of int8 "
               f"item table. Conversion took {r['minutes']:.0f} min.", "", source(r, "conversion_report_ml1m.json")]
+    if "teacher-notext" in t["test"]:
+        lines.append(source(t, "teacher.json") + "<sub> (the no-text ablation row)</sub>")
     return "\n".join(lines)
 
 
