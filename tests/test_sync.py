@@ -187,7 +187,11 @@ class Faulty(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        data = (self.root / self.path.lstrip("/")).read_bytes()
+        file = self.root / self.path.lstrip("/")
+        if not file.is_file():  # e.g. the next root, which this channel does not have
+            self.send_error(404)
+            return
+        data = file.read_bytes()
         start = 0
         rng = self.headers.get("Range")
         if rng and self.mode != "ignore-range":
