@@ -171,12 +171,20 @@ def kiosk() -> str:
 
 
 def demo() -> str:
-    d = load("demo_quick.json")
+    d, full = load("demo_quick.json"), load("conversion_report_ml1m.json")["test"]["teacher"]["NDCG@10"]
     return (f"Measured from a fresh clone on this machine: `make demo QUICK=1` took {d['demo_minutes']:.1f} min after the "
             f"install ({d['install_minutes']:.1f} min), and the kiosk answered {d['kiosk_seconds']:.0f} s after `make "
             f"kiosk`: {d['demo_minutes'] + d['kiosk_seconds'] / 60:.1f} min in all. The quick teacher's test NDCG@10 is "
-            f"{d['quick_teacher_ndcg@10']:.4f} (the full one's {d['full_teacher_ndcg@10']:.4f}); the quick bundle's "
-            f"{d['quick_bundle_ndcg@10']:.4f}.\n\n" + source(d, "demo_quick.json"))
+            f"{d['quick_teacher_ndcg@10']:.4f} (the full one's {full:.4f}); the quick bundle's "
+            f"{d['quick_bundle_ndcg@10']:.4f}." + _load_note(d) + "\n\n" + source(d, "demo_quick.json, conversion_report_ml1m.json"))
+
+
+def _load_note(d: Dict[str, Any]) -> str:
+    load = d.get("load_average_1min")
+    if not load:
+        return " (The run did not record the machine's load.)"
+    return (f" The machine's 1-minute load average was {load['before_demo']:.1f} before the demo and "
+            f"{load['after_demo']:.1f} after it (2 cores: above 2 means other work competed).")
 
 
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,

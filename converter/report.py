@@ -74,17 +74,23 @@ def _search_sizes(search: Dict[str, Any], out: Path, plt) -> str:
     fig, ax = plt.subplots(figsize=(9, 4.4))
     encoders = sorted(search["encoders"], key=lambda e: e["parameters"])
     x = [e["parameters"] / 1e6 for e in encoders]
-    for key, label, color in (("known_item_success@5", "known-item success@5", "#4c72b0"),
-                              ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"),
-                              ("intent_precision@10", "intent precision@10", "#55a868")):
-        ys = [e["validation"][key]["all"] for e in encoders]
-        ax.plot(x, ys, marker="o", color=color, label=label)
-        for xi, yi in zip(x, ys):
-            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    for xi, e in zip(x, encoders):
+    span = max(x) - min(x) or max(x)
+    lines = (("known_item_success@5", "known-item success@5", "#4c72b0"),
+             ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"),
+             ("intent_precision@10", "intent precision@10", "#55a868"))
+    for key, label, color in lines:
+        ax.plot(x, [e["validation"][key]["all"] for e in encoders], marker="o", color=color, label=label)
+    for xi, e in zip(x, encoders):  # value labels beside each point, nudged apart where the values are close
+        points = sorted((e["validation"][key]["all"], color) for key, _, color in lines)
+        placed: List[float] = []
+        for yi, color in points:
+            y_label = max(yi, placed[-1] + 0.045) if placed else yi
+            placed.append(y_label)
+            left = xi == min(x) and len(x) > 1  # outside the lines: left of the first point, right of the others
+            ax.annotate(f"{yi:.3f}", (xi, yi), xytext=(xi + (-0.04 if left else 0.04) * span, y_label), textcoords="data",
+                        fontsize=8, color=color, va="center", ha="right" if left else "left")
         ax.annotate(f"{e['name']}\n{e['vocab_size']} pieces, {e['bigram_buckets']} bigrams", (xi, 0.02), fontsize=8,
                     ha="center")
-    span = max(x) - min(x) or max(x)
     ax.set_xlim(max(0.0, min(x) - 0.4 * span), max(x) + 0.4 * span)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("query encoder parameters, millions (int8: one byte each)")
