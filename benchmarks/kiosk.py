@@ -25,6 +25,14 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+# the first-contentful-paint entry may arrive after the cards are in the DOM: wait for it (buffered observer)
+FIRST_PAINT = """() => new Promise((resolve, reject) => {
+  new PerformanceObserver(list => {
+    const e = list.getEntriesByName('first-contentful-paint')[0];
+    if (e) resolve(e.startTime);
+  }).observe({type: 'paint', buffered: true});
+  setTimeout(() => reject(new Error('no first-contentful-paint entry within 10 s')), 10000);
+})"""
 TAP = """async () => {
   const grid = document.querySelector('#for-you');
   const before = grid.dataset.renders;
@@ -58,7 +66,7 @@ def browser_timings(url: str, shots: Path, chromium: str, loads: int, taps: int)
             page.goto(url)
             page.wait_for_function("document.querySelectorAll('#for-you .card').length > 0")
             first_cards.append(1e3 * (time.perf_counter() - t0))
-            first_paint.append(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"))
+            first_paint.append(page.evaluate(FIRST_PAINT))
             if i == loads - 1:
                 page.screenshot(path=str(shots / "kiosk_start.png"))
                 for _ in range(taps):
