@@ -125,20 +125,29 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     bundles = list(results["bundles"])
     fig, axes = plt.subplots(1, len(bundles), figsize=(6.5 * len(bundles), 4.6), sharey=True)
+    top = 0.0
     for ax, b in zip(np.atleast_1d(axes), bundles):
         cases = [c for c in CASES if c in results["bundles"][b]]
-        ax.boxplot([results["bundles"][b][c]["samples_ms"] for c in cases], showfliers=False)
+        box = ax.boxplot([results["bundles"][b][c]["samples_ms"] for c in cases], showfliers=False, widths=0.45)
+        top = max([top] + [float(max(w.get_ydata())) for w in box["whiskers"]])
         ax.set_xticks(range(1, len(cases) + 1), [c.replace(", ", ",\n") for c in cases], fontsize=8)
-        for i, c in enumerate(cases, 1):
-            ax.annotate(f"p50 {results['bundles'][b][c]['p50_ms']:.2f}", (i, results["bundles"][b][c]["p50_ms"]),
-                        textcoords="offset points", xytext=(14, 0), fontsize=8, va="center")
+        for i, c in enumerate(cases, 1):  # beside the box, not over it
+            ax.annotate(f"p50 {results['bundles'][b][c]['p50_ms']:.2f}", (i + 0.26, results["bundles"][b][c]["p50_ms"]),
+                        fontsize=8, va="center", ha="left")
         ax.axhline(0.5, color="#c44e52", ls="--", lw=1, label="recommend p50 target 0.5 ms")
         ax.axhline(1.5, color="#4c72b0", ls=":", lw=1, label="search p50 target 1.5 ms")
         ax.set_title(b, fontsize=10)
-        ax.set_ylim(bottom=0)
-    np.atleast_1d(axes)[0].set_ylabel("ms per call (k=10), 1 thread")
+        ax.set_xlim(0.5, len(cases) + 0.9)
+    first = np.atleast_1d(axes)[0]
+    first.set_yscale("log")  # sub-millisecond boxes and a filtered tail of tens of ms on one readable axis
+    first.set_ylim(0.1, 1.3 * top)  # shared: the tallest whisker of either panel fits
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if t <= 1.3 * top]
+    first.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    first.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    np.atleast_1d(axes)[0].set_ylabel("ms per call (k=10), 1 thread, log scale")
     np.atleast_1d(axes)[0].legend(fontsize=8, loc="upper left")
     fig.suptitle("edge-rec runtime: end-to-end latency (history from SQLite, metadata included)", fontsize=11)
     fig.tight_layout()
