@@ -97,16 +97,24 @@ def plot(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.bar(["snapshot", "delta"], [r["snapshot_bytes"] / 1e6, r["delta_bytes"] / 1e6], color=["gray", "tab:blue"])
+    sizes = [r["snapshot_bytes"] / 1e6, r["delta_bytes"] / 1e6]
+    a.bar(["snapshot", "delta"], sizes, color=["gray", "tab:blue"])
+    for i, v in enumerate(sizes):
+        a.annotate(f"{v:.3g} MB", (i, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=9)
     a.axhline(0.02 * r["snapshot_bytes"] / 1e6, color="red", ls="--", lw=1, label="2% of the snapshot")
-    a.set_ylabel("MB on the wire")
+    a.set_yscale("log")  # the delta is a fraction of a percent: invisible on a linear axis
+    a.set_ylim(min(sizes) / 3, max(sizes) * 4)
+    a.set_ylabel("MB on the wire (log scale)")
     a.set_title(f"{r['items']:,} items, {100 * r['changed_fraction']:.0f}% changed")
     a.legend()
-    b.bar(["apply_delta\n(median)", "whole sync\n(loopback)"], [r["apply_s"]["median"], r["sync_s"]],
-          color=["tab:blue", "tab:orange"])
+    times = [r["apply_s"]["median"], r["sync_s"]]
+    b.bar(["apply_delta\n(median)", "whole sync\n(loopback)"], times, color=["tab:blue", "tab:orange"])
+    for i, v in enumerate(times):
+        b.annotate(f"{v:.2f} s", (i, v), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=9)
+    b.set_ylim(0, max(times + [1.0]) * 1.2)
     b.axhline(1.0, color="red", ls="--", lw=1, label="1 s target (apply)")
     b.set_ylabel("seconds")
-    b.legend()
+    b.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
