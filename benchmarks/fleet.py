@@ -280,7 +280,7 @@ def _summarise(args, runs, verdicts, timeline, proxy, latest, wall, groups, mach
         curves[g] = {"t": t, "share": share}
     total = sum(proxy.faults.values())
     slow = max((r for r in runs if r["seconds"] is not None), key=lambda r: r["seconds"], default=None)
-    return {"machine": machine, "devices": args.devices, "versions": latest.version, "snapshot_bytes": snapshot,
+    return {"machine": machine, "devices": args.devices, "devices_at_a_time": args.threads, "versions": latest.version, "snapshot_bytes": snapshot,
             "delta_bytes": [d.size for d in latest.deltas], "changed_fraction": args.changed,
             "fault_rates": {"drop": args.drop, "stall": args.stall, "corrupt": args.corrupt},
             "faults": dict(proxy.faults), "requests": total,

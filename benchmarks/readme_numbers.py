@@ -142,8 +142,14 @@ def fleet() -> str:
         f"or stalled, {100 * f['corrupt_share']:.1f}% corrupted). At the end {100 * f['on_latest_at_end']:.0f}% of the "
         f"devices were on version {f['versions']}, with {f['corrupt_installs']} corrupt or half-applied installs; the "
         f"slowest device ({slow['group']}) got there after {slow['rounds']} syncs and {slow['seconds']:.0f} s, the whole "
-        f"fleet in {f['wall_s']:.0f} s. Each delta changes {100 * f['changed_fraction']:.0f}% of the catalog.", "",
+        f"fleet in {f['wall_s']:.0f} s{_at_a_time(f)}. Each delta changes {100 * f['changed_fraction']:.0f}% of the catalog.", "",
         *rows, "", source(f, "fleet.json")])
+
+
+def _at_a_time(f: Dict[str, Any]) -> str:
+    n = f.get("devices_at_a_time")
+    return (f" ({n} devices syncing at a time: the times are the simulator's throughput on this machine, not a CDN's)"
+            if n else " (the simulator syncs a limited number of devices at a time: the times are its throughput)")
 
 
 def device() -> str:
