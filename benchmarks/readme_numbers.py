@@ -189,8 +189,8 @@ def _load_note(d: Dict[str, Any]) -> str:
     load = d.get("load_average_1min")
     if not load:
         return " (The run did not record the machine's load.)"
-    return (f" The machine's 1-minute load average was {load['before_demo']:.1f} before the demo and "
-            f"{load['after_demo']:.1f} after it (2 cores: above 2 means other work competed).")
+    return (f" The machine's 1-minute load average was {load['before_demo']:.1f} when the demo started (near 0: "
+            f"nothing else ran; the demo then keeps both cores busy).")
 
 
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
