@@ -189,8 +189,9 @@ def _load_note(d: Dict[str, Any]) -> str:
     load = d.get("load_average_1min")
     if not load:
         return " (The run did not record the machine's load.)"
-    return (f" The machine's 1-minute load average was {load['before_demo']:.1f} when the demo started (near 0: "
-            f"nothing else ran; the demo then keeps both cores busy).")
+    alone = "little else was running" if load["before_demo"] < 1 else "other work was competing for the cores"
+    return (f" The machine's 1-minute load average was {load['before_demo']:.1f} when the demo started ({alone}; "
+            f"the demo itself then keeps both cores busy).")
 
 
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
