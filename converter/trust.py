@@ -53,10 +53,10 @@ def write_root(channel, signing_keys: Sequence[PathLike], signing_threshold: int
     previous = latest_root(store)
     if previous is None and pinned:
         previous = Root.from_pinned(list(pinned), 1)
-    signers = {public_hex(k.public_key()): k for k in (load_private_key(p) for p in [*root_keys, *old_root_keys])}
-    new = Root.make((previous.version if previous else 0) + 1, [*(k.public_key() for k in (load_private_key(p) for p in root_keys)),
-                                                                 *root_pubs], root_threshold, list(signing_keys),
-                    signing_threshold)
+    new_root = [load_private_key(p) for p in root_keys]
+    signers = {public_hex(k.public_key()): k for k in [*new_root, *(load_private_key(p) for p in old_root_keys)]}
+    new = Root.make((previous.version if previous else 0) + 1, [*(k.public_key() for k in new_root), *root_pubs],
+                    root_threshold, list(signing_keys), signing_threshold)
     new.signatures = [sign(new.canonical_bytes(), k) for k in signers.values()]
     data = new.to_json()
     try:

@@ -7,12 +7,11 @@ have seen (TUF's timestamp + snapshot roles in one file).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from .errors import ManifestError
-from .signed import Signature, SignedDocument, signed_payload_of, typed_field
+from .signed import Signature, SignedDocument, json_document, signed_payload_of, typed_field
 
 CHANNEL_FORMAT = "edge-rec-channel/1"
 CHANNEL_NAME = "channel.json"
@@ -71,12 +70,7 @@ class ChannelManifest(SignedDocument):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ChannelManifest":
-        if len(data) > MAX_CHANNEL_BYTES:
-            raise ManifestError(f"{CHANNEL_NAME} is {len(data)} bytes, over the {MAX_CHANNEL_BYTES} byte limit")
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise ManifestError(f"{CHANNEL_NAME} is not UTF-8 JSON ({type(e).__name__})") from None
+        raw = json_document(data, CHANNEL_NAME, MAX_CHANNEL_BYTES)
         w = CHANNEL_NAME
         if typed_field(raw, "format", str, w) != CHANNEL_FORMAT:
             raise ManifestError(f"{w}: format {raw['format']!r}, this runtime reads {CHANNEL_FORMAT!r}")

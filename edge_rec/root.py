@@ -9,12 +9,11 @@ and an old root replayed later is refused (versions only go up by one).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
 from .errors import ManifestError, SignatureError
-from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
+from .signed import Signature, SignedDocument, json_document, signed_payload_of, typed_field, typed_list
 from .signing import KeyLike, check_threshold, key_id, load_public_key, public_hex, trusted_keys, verify
 
 ROOT_FORMAT = "edge-rec-root/1"
@@ -72,12 +71,7 @@ class Root(SignedDocument):
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "root") -> "Root":
-        if len(data) > MAX_ROOT_BYTES:
-            raise ManifestError(f"{where} is {len(data)} bytes, over the {MAX_ROOT_BYTES} byte limit")
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise ManifestError(f"{where} is not UTF-8 JSON ({type(e).__name__})") from None
+        raw = json_document(data, where, MAX_ROOT_BYTES)
         if typed_field(raw, "format", str, where) != ROOT_FORMAT:
             raise ManifestError(f"{where}: format {raw['format']!r}, this runtime reads {ROOT_FORMAT!r}")
         r = cls(typed_field(raw, "version", int, where), typed_list(raw, "root_keys", str, where),

@@ -75,6 +75,16 @@ class SignedDocument:
         return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
+def json_document(data: bytes, where: str, limit: int) -> Any:
+    """A signed JSON document's raw value: at most ``limit`` bytes of UTF-8 JSON, else a ManifestError."""
+    if len(data) > limit:
+        raise ManifestError(f"{where} is {len(data)} bytes, over the {limit} byte limit")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ManifestError(f"{where} is not UTF-8 JSON ({type(e).__name__})") from None
+
+
 def signed_payload_of(raw: Dict[str, Any]) -> bytes:
     """The canonical bytes of a received document minus its signatures: what its signatures cover, fields
     this runtime does not know (added by a newer publisher) included."""
