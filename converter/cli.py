@@ -202,8 +202,8 @@ def _quick(args: argparse.Namespace, dataset) -> Path:
     for name, value in QUICK.items():
         if getattr(args, name) in (None, _DEFAULT_ARCHITECTURES):
             setattr(args, name, value)
-    args.search_preset = {"encoders": (SMALL,), "general_texts": 20_000, "catalog_texts": 15_000, "epochs": 5,
-                          "space_epochs": 2, "queries_per_kind": 2}
+    args.search_preset = {"encoders": (SMALL,), "dims": (96,), "general_texts": 20_000, "catalog_texts": 15_000,
+                          "epochs": 5, "queries_per_kind": 2, "tuning_queries": 500}
     print(f"QUICK demo: a {args.max_minutes}-minute teacher, one student ({args.architectures}), the small search encoder. "
           "Quality is lower than the full demo's (make demo): this is a first look.")
     from .workflow import DEFAULT_ARTIFACTS

@@ -22,7 +22,7 @@ from .progress import say
 from .provenance import machine_record
 from .quantize import quantize_student
 from .search.build import SearchBuild, SearchConfig, build_search
-from .search.evaluate import choose_blend, device_search
+from .search.evaluate import choose_blend, choose_title_weight, device_search
 from .search.model import SearchModel
 from .student import StudentConfig
 from .teacher import Teacher
@@ -151,11 +151,24 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
         log(f"  search index: M={search_part.index.M}, ef_search={search_part.index.ef_search}, recall@10 "
             f"{search_part.index.recall:.4f}")
         if search_model_out is not None:
-            SearchModel(search.tokenizer, search.item_tower).save(search_model_out)
+            SearchModel(search.space).save(search_model_out)
 
-    def tune_blend(rec: EdgeRecommender, manifest) -> None:
+    def tune_search(rec: EdgeRecommender, manifest) -> None:
+        """Choose the title-matching weight, then the personalisation blend, through the runtime."""
         if manifest.search is None or search is None:
             return
+        rows = {it.id: r for r, it in enumerate(dataset.items)}
+        pick = np.sort(np.random.default_rng(c.search.seed).choice(
+            len(search.valid_queries), min(len(search.valid_queries), c.search.tuning_queries), replace=False))
+
+        def top(text: str, weight: float) -> List[int]:
+            manifest.search.title_weight = weight
+            return [rows[r.item_id] for r in rec.search(text, k=10, personalize=False)]
+        manifest.search.title_weight, blend_report["title_weight"] = choose_title_weight(
+            top, [search.valid_queries[i] for i in pick], dataset.items, search.valid_anchor_top[pick])
+        log(f"  search: title weight {manifest.search.title_weight} (validation: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in blend_report["title_weight"]["by_weight"][
+                str(manifest.search.title_weight)].items() if v is not None) + ")")
         histories = [[dataset.items[i].id for i in h] for h in split.valid.histories[:2000] if len(h)]
         weight, blend_report["choice"] = choose_blend(
             lambda text, hist, w: [r.item_id for r in rec.search(text, k=5, history=hist or [], personalize=w)],
@@ -173,7 +186,7 @@ def convert(dataset: Dataset, split: Split, teacher: Teacher, out: Union[str, Pa
                           "validation": c.search.validation, "seed": c.search.seed, "chosen": search.report["chosen"]}
     manifest = write_bundle(out, pick["int8"], [it.id for it in dataset.items], teacher.item_vectors(), metadata,
                             popularity, index, golden, private_key, info=info, search=search_part,
-                            before_signing=tune_blend)
+                            before_signing=tune_search)
     log(f"[{steps}/{steps}] evaluation on the test split (teacher, fp32 student, int8 student through the index)")
     rec = EdgeRecommender.open(out, _public_key_of(private_key))
     golden_check = rec.check_golden()
@@ -235,7 +248,8 @@ def measure_search(rec: EdgeRecommender, search: SearchBuild, dataset: Dataset, 
     histories = [[dataset.items[i].id for i in h] for h in split.test.histories if len(h)]
     measured = device_search(rec, [search.eval_queries[i] for i in sample], search.anchor_top[sample], dataset.items,
                              histories)
-    measured["personalisation"].update(blend)
+    measured["personalisation"]["choice"] = blend.get("choice")
+    measured["title_matching"] = {**(blend.get("title_weight") or {}), "weight": rec.bundle.manifest.search.title_weight}
     m = rec.bundle.manifest
     files = {name: m.files[name].size for name in (m.search.tokenizer, m.search.encoder.file, m.search.vectors,
                                                      m.search.scales, m.search.index.file)}

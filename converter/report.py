@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 from edge_rec.atomic import atomic_write_bytes, atomic_write_json
 
@@ -70,33 +70,27 @@ def _index_recall(idx: Dict[str, Any], out: Path, plt, name: str, title: str) ->
 
 
 def _search_sizes(search: Dict[str, Any], out: Path, plt) -> str:
-    """Validation quality of each query-encoder size against its parameter count."""
-    fig, ax = plt.subplots(figsize=(9, 4.4))
-    encoders = sorted(search["encoders"], key=lambda e: e["parameters"])
-    x = [e["parameters"] / 1e6 for e in encoders]
-    span = max(x) - min(x) or max(x)
-    lines = (("known_item_success@5", "known-item success@5", "#4c72b0"),
-             ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"),
-             ("intent_precision@10", "intent precision@10", "#55a868"))
-    for key, label, color in lines:
-        ax.plot(x, [e["validation"][key]["all"] for e in encoders], marker="o", color=color, label=label)
-    for xi, e in zip(x, encoders):  # value labels beside each point, nudged apart where the values are close
-        points = sorted((e["validation"][key]["all"], color) for key, _, color in lines)
-        placed: List[float] = []
-        for yi, color in points:
-            y_label = max(yi, placed[-1] + 0.045) if placed else yi
-            placed.append(y_label)
-            left = xi == min(x) and len(x) > 1  # outside the lines: left of the first point, right of the others
-            ax.annotate(f"{yi:.3f}", (xi, yi), xytext=(xi + (-0.04 if left else 0.04) * span, y_label), textcoords="data",
-                        fontsize=8, color=color, va="center", ha="right" if left else "left")
-        ax.annotate(f"{e['name']}\n{e['vocab_size']} pieces, {e['bigram_buckets']} bigrams", (xi, 0.02), fontsize=8,
-                    ha="center")
-    ax.set_xlim(max(0.0, min(x) - 0.4 * span), max(x) + 0.4 * span)
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("query encoder parameters, millions (int8: one byte each)")
+    """Validation quality of each query encoder and search-space dimension tried (the device's hybrid search)."""
+    cands = sorted(search["encoders"], key=lambda e: (e["parameters"], e.get("dim", 0)))
+    metrics = (("known_item_success@5", "known-item success@5", "#4c72b0"),
+               ("intent_precision@10", "intent precision@10", "#55a868"),
+               ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(cands) + 2.5), 4.6))
+    width = 0.26
+    for j, (key, label, color) in enumerate(metrics):
+        xs = [i + (j - 1) * width for i in range(len(cands))]
+        ys = [e["validation"][key]["all"] for e in cands]
+        ax.bar(xs, ys, width, color=color, label=label)
+        for x, y in zip(xs, ys):
+            ax.annotate(f"{y:.2f}", (x, y), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xticks(range(len(cands)))
+    ax.set_xticklabels([f"{e['name']}, {e.get('dim', '?')}-d\n{e['parameters'] / 1e6:.1f} M params" for e in cands],
+                       fontsize=8)
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("validation items' queries")
-    ax.set_title(f"search quality against encoder size (chosen: {search['chosen'].split(':')[0]})", fontsize=10)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(f"search quality by encoder and search-space size (chosen: {search['chosen'].split(':')[0]})",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / "search_quality_size.png", dpi=100)
     plt.close(fig)
@@ -137,6 +131,7 @@ def _search_lines(s: Dict[str, Any], plots: Dict[str, str]) -> List[str]:
               f"real users different top-10s in {100 * p['different_top10_share']:.0f}% of {p['queries']} queries "
               f"(mean top-10 overlap between them {p['mean_top10_overlap']:.2f}); known-item success@5 with a user's "
               f"history {p['known_item_success@5_with_history']:.4f}.",
+              *_title_lines(s.get("title_matching")),
               f"- Encoder: {s['chosen']}; int8 {s['encoder_bytes'] / 1024:.0f} KiB + tokenizer "
               f"{s['tokenizer_bytes'] / 1024:.0f} KiB = {s['tokenizer_and_encoder_bytes'] / 1e6:.2f} MB; ops "
               f"{', '.join(s['ops'])}; float ops: {', '.join(s['float_ops']) or 'none'}; Edge TPU: "
@@ -146,14 +141,25 @@ def _search_lines(s: Dict[str, Any], plots: Dict[str, str]) -> List[str]:
               f"search p50 {s['latency_ms']['p50']:.3f} ms (p99 {s['latency_ms']['p99']:.3f}) on this bundle.",
               f"- Trained on {s['training_texts']['queries']:,} generated queries of {s['split']['train']} training items "
               f"and {s['training_texts']['transfer']:,} transfer texts; {s['minutes']:.1f} min.", "",
-              "| encoder | pieces | bigram buckets | parameters | valid success@5 | valid overlap@10 | valid intent p@10 |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| encoder | space dims | pieces | bigram buckets | parameters | valid success@5 | valid overlap@10 | "
+              "valid intent p@10 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for e in s["encoders"]:
         v = e["validation"]
-        lines.append(f"| {e['name']} | {e['vocab_size']} | {e['bigram_buckets']} | {e['parameters']:,} | "
+        lines.append(f"| {e['name']} | {e.get('dim', '')} | {e['vocab_size']} | {e['bigram_buckets']} | {e['parameters']:,} | "
                      f"{v['known_item_success@5']['all']:.4f} | {v['anchor_overlap@10']['all']:.4f} | "
                      f"{v['intent_precision@10']['all']:.4f} |")
     return lines + ["", f"![search quality against encoder size]({plots['search_quality_size']})"]
+
+
+def _title_lines(t: Optional[Dict[str, Any]]) -> List[str]:
+    """The hybrid search's title-matching weight and what it changed on validation queries."""
+    if not t or "by_weight" not in t:
+        return []
+    alone, chosen = t["by_weight"]["0.0"], t["by_weight"][str(t["chosen"])]
+    return [f"- Title matching (hybrid search): weight {t['weight']}, chosen on {t['queries']} validation queries by "
+            f"{t['objective']}: success@5 {alone['known_item_success@5']:.3f} -> {chosen['known_item_success@5']:.3f}, "
+            f"intent precision@10 {alone['intent_precision@10']:.3f} -> {chosen['intent_precision@10']:.3f}, overlap@10 "
+            f"{alone['anchor_overlap@10']:.3f} -> {chosen['anchor_overlap@10']:.3f} (the encoder alone -> hybrid)."]
 
 
 def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:

@@ -46,8 +46,8 @@ def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
     teacher, _ = train_sasrec(split, [it.id for it in data.items], None,
                               SASRecConfig(max_len=50, dim=32, max_epochs=6, eval_every=3, use_text=False))
     key, _ = generate_keypair(out / "keys")
-    search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64),), dim=32, general_texts=4000,
-                          catalog_texts=4000, epochs=3, space_epochs=2, queries_per_kind=1, golden_queries=6)
+    search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64),), dims=(32,), general_texts=4000,
+                          catalog_texts=4000, epochs=3, queries_per_kind=1, golden_queries=6)
     convert(data, split, teacher, out / "bundle", key,
             ConvertConfig(architectures=("pool-recent",), student=StudentConfig(epochs=4, history_len=20, hidden=64),
                           representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8, search=search,

@@ -121,6 +121,22 @@ class ItemTable:
         self._cache[row] = value
         return dict(value)
 
+    def all_metadata(self) -> List[Dict[str, Any]]:
+        """Every row's metadata object, read in one pass (for indexes built over the whole catalog)."""
+        if self.metadata_path is None:
+            return [{} for _ in self.ids]
+        out: List[Dict[str, Any]] = []
+        with open(self.metadata_path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    raise ItemIndexError(f"{self.metadata_path.name}: line {number} is not JSON") from None
+                out.append(value if isinstance(value, dict) else {})
+        if len(out) != len(self.ids):
+            raise IncompatibleBundleError(f"{self.metadata_path.name} has {len(out)} lines for {len(self.ids)} items")
+        return out
+
     def close(self) -> None:
         with self._lock:
             if self._fd is not None:

@@ -27,8 +27,9 @@ def normalize_query(query: object) -> str:
         raise QueryError("the query must be text (str), not bytes: decode it first")
     if not isinstance(query, str):
         raise QueryError(f"the query must be text (str), not {type(query).__name__}")
-    text = unicodedata.normalize("NFKD", query[:8 * MAX_QUERY_CHARS].casefold())  # bound the work on huge input
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = query[:8 * MAX_QUERY_CHARS].casefold()  # bound the work on huge input
+    if not text.isascii():  # accents folded (ASCII text is its own NFKD form)
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = " ".join(_NOT_WORD.sub(" ", text).replace("_", " ").split())[:MAX_QUERY_CHARS].strip()
     if not text.replace("'", "").strip():
         raise QueryError("the query is empty" if not query.strip() else

@@ -3,6 +3,7 @@ and search: text -> query encoder -> ANN retrieval in the search space, blended 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -16,9 +17,10 @@ from .index import ItemIndex
 from .items import ItemTable
 from .model import StudentModel
 from .quant import dequantize_rows
-from .query import QueryEncoder
+from .query import QueryEncoder, normalize_query
 from .retrieval import Filter, RetrievalPolicy, Retriever, matcher
 from .signing import KeyLike
+from .titles import TitleIndex, hybrid_scores
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
@@ -51,6 +53,8 @@ class EdgeRecommender:
         self.retriever = Retriever(self.index, self.items.dequantized, self.items, self.policy)
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
+        self._titles: Optional[TitleIndex] = None
+        self._titles_lock = threading.Lock()
         if m.search is not None:
             s = m.search
             vectors, scales = bundle.load_array(s.vectors), bundle.load_array(s.scales)
@@ -158,14 +162,18 @@ class EdgeRecommender:
                personalize: Union[bool, float] = True) -> List[Recommendation]:
         """Items matching a text query, best first, found on the device.
 
-        The query is normalised, tokenized and encoded by the bundle's int8 query encoder, then matched
-        against every item's search vector. With ``personalize`` (True: the bundle's blend weight w; a
+        The query is normalised, tokenized and encoded by the bundle's int8 query encoder and matched
+        against every item's search vector. Bundles of format 4 add title matching (hybrid search): the
+        best max(50, 5k) encoder matches and the 20 best title matches are scored
+        ``cos(query, item's search vector) + t * coverage**2``, where coverage is the share of the query's
+        character trigrams (weighted by rarity) found in the item's title and year, and ``t`` the
+        bundle's ``search.title_weight``. With ``personalize`` (True: the bundle's blend weight w; a
         float in [0, 1]: that weight; False or 0: none) and a history (``history``, or the device's
-        HistoryStore), the best max(50, 5k) text matches are re-ranked by
-        ``(1 - w) * cos(query, item's search vector) + w * cos(user's vector, item's vector)``.
-        Items in the history are not excluded (people search for what they know). Raises QueryError for
-        non-text or word-less queries and SearchUnavailableError when the bundle has no search; returns
-        [] when none of the query's words is in the tokenizer's vocabulary.
+        HistoryStore), the candidates are re-ranked by ``(1 - w) * text score + w * cos(user's vector,
+        item's vector)``. Items in the history are not excluded (people search for what they know).
+        Raises QueryError for non-text or word-less queries and SearchUnavailableError when the bundle
+        has no search; returns [] when none of the query's words is in the tokenizer's vocabulary and
+        no title matches.
         """
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -174,22 +182,52 @@ class EdgeRecommender:
                 f"bundle version {self.bundle.manifest.bundle_version} has no search: it was converted without a "
                 "query encoder (edge-rec convert writes one from edge-rec 0.2 on; re-convert or sync a newer version)")
         weight = self._blend_weight(personalize)
+        title_weight = self.bundle.manifest.search.title_weight  # type: ignore[union-attr]
         q = self.query_encoder.encode(query)
-        if q is None:
-            return []
         match = matcher(filter)
         rows = self._history_rows(history)[0] if weight > 0 else np.zeros(0, np.int64)
-        if len(rows) == 0:
-            top, scores = self.search_retriever.top(q, k, np.zeros(0, np.int64), match)
-            return self._results(top, scores)
-        want = max(self.policy.blend_candidates, 5 * k)
-        cand, text = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)
+        if title_weight <= 0:
+            if q is None:
+                return []
+            if len(rows) == 0:
+                return self._results(*self.search_retriever.top(q, k, np.zeros(0, np.int64), match))
+            cand, text = self.search_retriever.top(q, max(self.policy.blend_candidates, 5 * k), np.zeros(0, np.int64), match)
+        else:
+            cand, text = self._hybrid_candidates(query, q, k, match, title_weight)
+            if len(rows) == 0:
+                return self._results(cand[:k], text[:k])
+        if len(cand) == 0:
+            return []
         user = self.query_vector(rows[-self.history_len:])
         vectors = self.items.dequantized(cand)
         taste = vectors @ user / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(user) + 1e-12)
         blended = (1.0 - weight) * text + weight * taste
         order = np.argsort(-blended, kind="stable")[:k]
         return self._results(cand[order], blended[order])
+
+    def _hybrid_candidates(self, query: str, q: Optional[np.ndarray], k: int, match, title_weight: float
+                           ) -> Tuple[np.ndarray, np.ndarray]:
+        """Encoder matches and title matches, scored by :func:`edge_rec.titles.hybrid_scores`, best first."""
+        assert self.query_encoder is not None and self.search_retriever is not None
+        want = max(self.policy.blend_candidates, 5 * k)
+        titles = self.title_index().match(normalize_query(query))
+        lexical = titles.best(self.policy.title_candidates)
+        lexical = lexical[~np.isin(lexical, self.items.deleted)]
+        if match is not None:
+            lexical = np.asarray([r for r in lexical if match(self.items.metadata(int(r)))], dtype=np.int64)
+        dense = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)[0] if q is not None else lexical[:0]
+        cand = np.union1d(dense, lexical).astype(np.int64)
+        cosine = self.search_retriever.vectors(cand) @ q if q is not None else np.zeros(len(cand), np.float32)
+        scores = hybrid_scores(cosine, titles.of(cand), title_weight)
+        order = np.argsort(-scores, kind="stable")
+        return cand[order], scores[order]
+
+    def title_index(self) -> TitleIndex:
+        """The title-matching index of this bundle's catalog, built on first use (see :mod:`edge_rec.titles`)."""
+        with self._titles_lock:
+            if self._titles is None:
+                self._titles = TitleIndex.from_metadata(self.items.all_metadata())
+            return self._titles
 
     def _blend_weight(self, personalize: Union[bool, float, None]) -> float:
         if personalize is True:

@@ -25,7 +25,8 @@ class RetrievalPolicy:
     widen: int = 4                # ... and multiplies the fetch by this until k items match or every item was seen
     exact_share: float = 0.5      # a request reaching this share of the catalog is answered by exact search
     seen_window: int = 1000       # the device history's most recent events whose items count as seen
-    blend_candidates: int = 50    # a personalised search re-ranks max(blend_candidates, 5 * k) text matches
+    blend_candidates: int = 50    # a personalised or hybrid search re-ranks max(blend_candidates, 5 * k) text matches
+    title_candidates: int = 20    # ... and, in a hybrid search, this many best title matches
 
 
 def matcher(filter: Filter) -> Match:

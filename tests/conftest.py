@@ -78,5 +78,5 @@ def small_search_config():
     from converter.search.build import SearchConfig
     from converter.search.encoder import EncoderConfig
     return SearchConfig(encoders=(EncoderConfig("tiny", 1000, 0, 32, 64), EncoderConfig("tiny-bigrams", 1500, 1500, 32, 64)),
-                        dim=32, general_texts=4000, catalog_texts=4000, epochs=3, space_epochs=2, queries_per_kind=1,
+                        dims=(16, 32), general_texts=4000, catalog_texts=4000, epochs=3, queries_per_kind=1,
                         representative=200, parity_cases=200, golden_queries=6)

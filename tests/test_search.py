@@ -18,7 +18,7 @@ from converter.search.queries import spoken_title, typed
 from converter.text import TextEncoder
 from edge_rec import EdgeRecommender, QueryError, SearchUnavailableError
 from edge_rec.bundle import Bundle
-from edge_rec.errors import IntegrityError, ModelError
+from edge_rec.errors import IncompatibleBundleError, IntegrityError, ModelError
 from edge_rec.history import HistoryStore
 from edge_rec.live import LiveRecommender
 from edge_rec.manifest import MANIFEST_NAME, Manifest
@@ -63,6 +63,59 @@ def test_known_items_are_found(rec, converted):
     assert np.mean(found) >= 0.7, f"only {np.mean(found):.2f} of {len(pairs)} titles find their item in the top 5"
     first = rec.search(pairs[0][1], k=3, personalize=False)[0]
     assert first.metadata["title"] and np.isfinite(first.score)
+
+
+def test_the_converter_chooses_the_title_weight_on_validation(converted, rec):
+    t = converted["report"]["search"]["title_matching"]
+    assert set(t["by_weight"]) >= {"0.0", "0.5"} and t["queries"] > 50
+    assert t["weight"] == t["chosen"] == rec.bundle.manifest.search.title_weight
+    total = {w: sum(v for v in h.values() if v is not None) for w, h in t["by_weight"].items()}
+    assert total[str(t["chosen"])] == max(total.values())
+
+
+@pytest.fixture
+def title_weight(rec):
+    """Set the bundle's title weight for one test (restored after)."""
+    search = rec.bundle.manifest.search
+    before = search.title_weight
+    yield lambda w: setattr(search, "title_weight", w)
+    search.title_weight = before
+
+
+def test_title_matching_finds_typed_titles_with_typos(rec, converted, title_weight):
+    import random
+
+    from converter.search.queries import typo
+    rng = random.Random(0)
+    pairs = [(item_id, typo(title, rng)) for item_id, title in titled(converted, 60)]
+
+    def success(weight):
+        title_weight(weight)
+        return np.mean([item_id in [r.item_id for r in rec.search(q, k=5, personalize=False)] for item_id, q in pairs])
+    alone, hybrid = success(0.0), success(0.5)
+    assert hybrid >= 0.9 and hybrid >= alone, (alone, hybrid)
+    title_weight(0.5)
+    comedies = rec.search(pairs[0][1], k=10, filter={"genres": "Comedy"}, personalize=False)
+    assert comedies and all("Comedy" in r.metadata["genres"] for r in comedies)  # title matches are filtered too
+
+
+def test_format_3_bundles_search_with_the_encoder_alone_and_newer_formats_are_refused(converted, tmp_path):
+    from edge_rec.signed import signed_payload_of
+    from edge_rec.signing import load_private_key, sign
+    b = tmp_path / "b"
+    shutil.copytree(converted["bundle"], b)
+    raw = json.loads((b / MANIFEST_NAME).read_text())
+    for version, drop in ((3, True), (5, False)):
+        doc = {k: v for k, v in raw.items() if k != "signatures"} | {"format_version": version}
+        doc["search"] = {k: v for k, v in raw["search"].items() if not (drop and k == "title_weight")}
+        doc["signatures"] = [sign(signed_payload_of(doc), load_private_key(converted["key"])).__dict__]
+        (b / MANIFEST_NAME).write_text(json.dumps(doc))
+        if version == 3:
+            with EdgeRecommender.open(b, converted["pub"]) as old:
+                assert old.bundle.manifest.search.title_weight == 0.0 and old.search("toy story", k=3, personalize=False)
+        else:
+            with pytest.raises(IncompatibleBundleError, match="upgrade edge-rec"):
+                EdgeRecommender.open(b, converted["pub"])
 
 
 def test_filters_k_and_arguments(rec):
@@ -157,6 +210,7 @@ def test_items_a_delta_adds_are_searchable_at_once(converted, tmp_path):
     with EdgeRecommender.open(converted["bundle"], converted["pub"]) as rec:
         vectors = rec.items.dequantized(np.arange(len(rec.items)))
         gone = [rec.items.ids[5]]
+        gone_title = typed(spoken_title(rec.items.metadata(5)["title"]))
     from converter.data import Item
     new = [Item("new-robot", "Robots of the Red Planet", 2026, ("Sci-Fi", "Adventure")),
            Item("new-wedding", "The Accidental Wedding Planner", 2026, ("Comedy", "Romance"))]
@@ -180,6 +234,7 @@ def test_items_a_delta_adds_are_searchable_at_once(converted, tmp_path):
         assert "new-robot" in [r.item_id for r in live.search("robots of the red planet", k=5, personalize=False)]
         assert "new-wedding" in [r.item_id for r in live.search("accidental wedding planner", k=5, personalize=False)]
         assert not {r.item_id for r in live.search("movie", k=len(live.refresh().items))} & set(gone)
+        assert gone[0] not in [r.item_id for r in live.search(gone_title, k=20, personalize=False)]  # nor by its title
 
 
 def test_a_delta_without_search_vectors_is_refused_for_a_bundle_with_search(converted, tmp_path):
@@ -203,3 +258,22 @@ def test_search_cli(converted):
     r = subprocess.run([sys.executable, "-m", "edge_rec.cli", "search", str(converted["bundle"]), "   ", "--key",
                         str(converted["pub"])], capture_output=True, text=True)
     assert r.returncode == 1 and "empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_publishers_search_model_round_trips_and_refuses_old_formats(tmp_path):
+    from converter.errors import ConverterError
+    from converter.search.encoder import principal_space
+    rng = np.random.default_rng(0)
+    space = principal_space(rng.normal(size=(300, 384)).astype(np.float32), 24)
+    assert np.allclose(space.projection.T @ space.projection, np.eye(24), atol=1e-4)  # orthonormal directions
+    model = SearchModel(space)
+    model.save(tmp_path / "search")
+    loaded = SearchModel.load(tmp_path / "search")
+    lm = rng.normal(size=(3, 384)).astype(np.float32)
+    v = loaded.item_vectors([None] * 3, lm)
+    assert v.shape == (3, 24) and np.allclose(np.linalg.norm(v, axis=1), 1.0) and np.allclose(v, model.item_vectors([None] * 3, lm))
+    (tmp_path / "search" / "search.json").write_text(json.dumps({"format": "edge-rec-search-model/1", "dim": 96}))
+    with pytest.raises(ConverterError, match="older edge-rec: re-run `edge-rec convert`"):
+        SearchModel.load(tmp_path / "search")
+    with pytest.raises(ConverterError, match="no search model"):
+        SearchModel.load(tmp_path / "nothing")

@@ -1,5 +1,5 @@
 """On-device search, workstation side: generated queries, the SentencePiece tokenizer, the int8 query
-encoder distilled from the language model, the item tower (the publisher's search model), measurements.
+encoder distilled from the language model, the search space (the publisher's search model), measurements.
 
 Importing this package imports nothing heavy; ``build_search`` and the encoder import TensorFlow.
 """

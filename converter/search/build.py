@@ -1,9 +1,10 @@
 """Build on-device search for a catalog: tokenizer, int8 query encoder, item search vectors, measured.
 
-Items are split three ways by a seeded draw: training (the encoder and the item tower learn from their
-text only), validation (chooses the encoder size) and held-out evaluation (reported; never seen).
-Each encoder size goes through both training stages (:mod:`.encoder`); the chosen one is converted to
-full-int8 TFLite with the same parity gate and op report as the recommender student.
+Items are split three ways by a seeded draw: training (the encoder and the search space learn from
+their text only), validation (chooses the encoder size and the search space's dimension, searching as
+the device does: encoder plus title matching) and held-out evaluation (reported; never seen). The
+chosen encoder is converted to full-int8 TFLite with the same parity gate and op report as the
+recommender student.
 """
 from __future__ import annotations
 
@@ -25,17 +26,16 @@ from .encoder import (
     LARGE,
     SMALL,
     EncoderConfig,
-    ItemTower,
     QueryEncoderNet,
+    SearchSpace,
     encode_pieces,
-    fit_search_space,
-    lm_vectors_of,
     piece_texts,
+    principal_space,
     search_vectors,
     sparse_features,
     train_imitation,
 )
-from .evaluate import exact_top, headline, search_metrics
+from .evaluate import exact_top, headline, hybrid_top, search_metrics, title_matches
 from .queries import Query, make_queries, split_items, spoken_title, typed
 from .tokenizer import train_tokenizer
 
@@ -48,19 +48,19 @@ class SearchConfig:
     """What `edge-rec convert` builds for search, and how it is measured."""
 
     encoders: Tuple[EncoderConfig, ...] = (SMALL, LARGE)
-    dim: int = 96                  # dimension of the search space (item search vectors, search index)
+    dims: Tuple[int, ...] = (96, 128, 192)  # search-space dimensions tried (item search vectors, search index)
     heldout: float = 0.1           # share of items held out for evaluation ...
     validation: float = 0.1        # ... and for choosing the encoder size
     seed: int = 0
     queries_per_kind: int = 3      # training queries per item and kind
     general_texts: int = 110_000   # transfer set: phrases of the language model's vocabulary words ...
     catalog_texts: int = 90_000    # ... and of the training items' words
-    epochs: int = 8                # stage 1 (imitation)
-    space_epochs: int = 4          # stage 2 (search space)
-    temperature: float = 0.03      # of the language model's ranking distilled in stage 2
+    epochs: int = 8                # imitation of the language model
+    reference_title_weight: float = 0.3  # title matching while choosing the encoder (the bundle's is tuned later)
     representative: int = 400
     parity_cases: int = 400
     golden_queries: int = 8
+    tuning_queries: int = 2000     # validation queries (a seeded sample) that choose the title weight and the blend
 
 
 @dataclass
@@ -80,17 +80,18 @@ class Split:
 
 @dataclass
 class SearchBuild:
-    """What the bundle needs (tokenizer, encoder, item vectors) and what the publisher keeps (item tower)."""
+    """What the bundle needs (tokenizer, encoder, item vectors) and what the publisher keeps (the space)."""
 
     tokenizer: bytes
     encoder: Int8Encoder
     features: TextFeatures
     item_vectors: np.ndarray          # (n_items, dim) unit vectors, every catalog item
-    item_tower: ItemTower
+    space: SearchSpace                # the publisher's projection into the search space
     eval_queries: List[Query]         # held-out items' queries
     anchor_top: np.ndarray            # the language model's top-10 for each of them
     valid_queries: List[Query]        # validation items' queries (choices: index, blend weight)
     valid_vectors: np.ndarray         # their fp32 search vectors
+    valid_anchor_top: np.ndarray      # the language model's top-10 for each of them
     golden_queries: List[str]
     report: Dict[str, Any] = field(default_factory=dict)
 
@@ -160,6 +161,9 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
     anchor_valid, anchor_eval = exact_top(valid_lm, item_lm), exact_top(eval_lm, item_lm)
     corpus = texts + [titles[r] for r in split.train] + [typed(items[r].text()) for r in split.train]
 
+    spaces = [principal_space(item_lm[split.train], d) for d in c.dims]
+    item_vectors_by_dim = {sp.dim: sp.vectors(item_lm) for sp in spaces}
+    matches = title_matches(dataset, [q.text for q in valid_q])
     candidates = []
     for enc in c.encoders:
         t = time.time()
@@ -167,32 +171,32 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
         tokenizer = load_tokenizer(tokenizer_bytes)
         features = enc.features(tokenizer.get_piece_size())
         piece_lm = text_encoder.encode(piece_texts(tokenizer), desc=f"search: {enc.name} tokenizer pieces")
-        net = QueryEncoderNet(enc, features, piece_lm, c.dim)
+        net = QueryEncoderNet(enc, features, piece_lm, spaces[0])
         index, counts = sparse_features(encode_pieces(tokenizer, texts), features)
         curve = train_imitation(net, index, counts, targets, c.epochs, seed=c.seed, log=log)
-        title_index, title_counts = sparse_features(encode_pieces(tokenizer, titles), features)
-        tower = fit_search_space(net, lm_vectors_of(net, index, counts), targets, item_lm[split.train],
-                                 title_index[split.train], title_counts[split.train], c.space_epochs,
-                                 c.temperature, seed=c.seed, log=log)
-        item_vectors = tower.vectors(item_lm, encode_pieces(tokenizer, titles))
         v_index, v_counts = sparse_features(encode_pieces(tokenizer, [q.text for q in valid_q]), features)
-        valid_vectors = search_vectors(net, v_index, v_counts)
-        valid = search_metrics(exact_top(valid_vectors, item_vectors), valid_q, items, anchor_valid)
-        n_params = net.parameters
-        candidates.append({"config": enc, "tokenizer": tokenizer_bytes, "tokenizer_obj": tokenizer, "features": features,
-                           "net": net, "tower": tower, "item_vectors": item_vectors, "valid": valid, "valid_vectors": valid_vectors,
-                           "imitation_curve": curve, "parameters": n_params, "minutes": (time.time() - t) / 60})
-        log(f"  search encoder {enc.name}: {n_params:,} parameters, validation "
-            + ", ".join(f"{k} {v:.3f}" for k, v in headline(valid).items() if v is not None))
+        for space in spaces:
+            net.set_space(space)
+            valid_vectors = search_vectors(net, v_index, v_counts)
+            top = hybrid_top(valid_vectors, item_vectors_by_dim[space.dim], matches, c.reference_title_weight)
+            valid = search_metrics(top, valid_q, items, anchor_valid)
+            candidates.append({"config": enc, "tokenizer": tokenizer_bytes, "tokenizer_obj": tokenizer, "features": features,
+                               "net": net, "space": space, "valid": valid, "valid_vectors": valid_vectors,
+                               "imitation_curve": curve, "parameters": net.parameters, "minutes": (time.time() - t) / 60})
+            log(f"  search encoder {enc.name}, {space.dim} dimensions: {net.parameters:,} parameters, validation "
+                + ", ".join(f"{k} {v:.3f}" for k, v in headline(valid).items() if v is not None))
 
     def score(cand: Dict[str, Any]) -> float:
-        h = headline(cand["valid"])
-        return (h["known_item_success@5"] or 0.0) + (h["anchor_overlap@10"] or 0.0)
+        return sum(v or 0.0 for v in headline(cand["valid"]).values())
     best = max(score(cand) for cand in candidates)
-    pick = min((cand for cand in candidates if score(cand) >= 0.99 * best), key=lambda cand: cand["parameters"])
-    why = (f"{pick['config'].name}: validation known-item success@5 + anchor overlap@10 = {score(pick):.3f} "
-           f"(best {best:.3f}; within 1% the smaller encoder wins)")
+    pick = min((cand for cand in candidates if score(cand) >= 0.99 * best),
+               key=lambda cand: (cand["parameters"], cand["space"].dim))
+    why = (f"{pick['config'].name}, {pick['space'].dim} dimensions: validation known-item success@5 + intent "
+           f"precision@10 + anchor overlap@10 = {score(pick):.3f} with title matching at weight "
+           f"{c.reference_title_weight} (best {best:.3f}; within 1% the smaller encoder, then the smaller space, wins)")
     log(f"  search: chosen {why}")
+    pick["net"].set_space(pick["space"])
+    pick["item_vectors"] = item_vectors_by_dim[pick["space"].dim]
 
     tokenizer, features, net = pick["tokenizer_obj"], pick["features"], pick["net"]
     rng = np.random.default_rng(c.seed)
@@ -209,8 +213,8 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
     report = {
         "query_format": QUERY_FORMAT, "split": {"train": len(split.train), "validation": len(split.valid),
                                                 "heldout": len(split.heldout), "seed": c.seed},
-        "training_texts": {"queries": len(train_q), "transfer": len(transfer)}, "dim": c.dim,
-        "encoders": [{"name": cand["config"].name, "vocab_size": cand["features"].vocab_size,
+        "training_texts": {"queries": len(train_q), "transfer": len(transfer)}, "dim": pick["space"].dim,
+        "encoders": [{"name": cand["config"].name, "dim": cand["space"].dim, "vocab_size": cand["features"].vocab_size,
                       "bigram_buckets": cand["features"].bigram_buckets, "embed_dim": cand["config"].embed_dim,
                       "hidden": cand["config"].hidden, "parameters": cand["parameters"],
                       "tokenizer_bytes": len(cand["tokenizer"]), "minutes": cand["minutes"],
@@ -220,8 +224,8 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
         "ops": int8.spec.ops, "float_ops": int8.spec.float_ops, "edgetpu_blockers": int8.report.edgetpu_blockers,
         "parity": int8.parity, "minutes": (time.time() - t0) / 60,
     }
-    return SearchBuild(pick["tokenizer"], int8, features, pick["item_vectors"], pick["tower"], eval_q, anchor_eval,
-                       valid_q, pick["valid_vectors"], golden, report)
+    return SearchBuild(pick["tokenizer"], int8, features, pick["item_vectors"], pick["space"], eval_q, anchor_eval,
+                       valid_q, pick["valid_vectors"], anchor_valid, golden, report)
 
 
 def _golden_queries(queries: Sequence[Query], n: int) -> List[str]:

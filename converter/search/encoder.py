@@ -2,20 +2,19 @@
 
 Query side (runs on the device, int8 TFLite): a bag of SentencePiece pieces and hashed piece bigrams,
 embedded (rows initialised with the language model's vector of each piece's text), summed and
-L2-normalised (the direction of the mean, without an int8 DIV), then a residual MLP and a projection
-into the search space. One FULLY_CONNECTED over the feature vector is the embedding bag, so every op
-is int8 and Edge TPU mappable.
+L2-normalised (the direction of the mean, without an int8 DIV), then a residual MLP that imitates the
+language model's sentence vector, and a fixed projection into the search space. One FULLY_CONNECTED
+over the feature vector is the embedding bag, so every op is int8 and Edge TPU mappable.
 
-Training, stage 1: the encoder imitates the language model's sentence vector (cosine) on the transfer
-set. Stage 2: the search space. A projection of the encoder's output and an item tower (the language
-model's vector of the item text plus the item's title pieces, computed by the publisher) are fitted so
-that the encoder's ranking of catalog items follows the language model's (KL to its softmax). The
-title pieces are what makes a typed title find its item.
+Training: the encoder imitates the language model's sentence vector (cosine) on the transfer set. The
+search space is the language model's own space cut to its first principal directions over the training
+items' texts (:class:`SearchSpace`): an item's search vector is its language-model vector projected, so
+the publisher places a new item with one matrix product, and the space keeps the language model's
+sense of genres and decades. Titles are matched exactly on the device (:mod:`edge_rec.titles`).
 """
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from typing import Callable, List, Sequence, Tuple
 
@@ -66,9 +65,9 @@ class QueryEncoderNet(keras.Model):
     """The query encoder: ``call(index, counts)`` trains on sparse features; :meth:`dense` is the same
     function over the dense feature vector, as the device feeds it."""
 
-    def __init__(self, config: EncoderConfig, features: TextFeatures, piece_vectors: np.ndarray, dim: int) -> None:
+    def __init__(self, config: EncoderConfig, features: TextFeatures, piece_vectors: np.ndarray, space: "SearchSpace") -> None:
         super().__init__()
-        self.config, self.features, self.dim = config, features, dim
+        self.config, self.features = config, features
         e = config.embed_dim
         # Rows: the language model's vectors of the pieces, reduced to embed_dim (PCA); bigram rows start at 0.
         _, _, vt = np.linalg.svd(piece_vectors, full_matrices=False)
@@ -81,11 +80,16 @@ class QueryEncoderNet(keras.Model):
         self.out = keras.layers.Dense(LM_DIM, name="out")
         self.skip = keras.layers.Dense(LM_DIM, use_bias=False, name="skip",
                                        kernel_initializer=keras.initializers.Constant(basis.astype(np.float32)))
-        self.project = keras.layers.Dense(dim, use_bias=False, name="project")
         self.hidden.build((None, e))
         self.out.build((None, config.hidden))
         self.skip.build((None, e))
-        self.project.build((None, LM_DIM))
+        self.set_space(space)
+
+    def set_space(self, space: "SearchSpace") -> None:
+        """End the encoder in ``space``'s projection (fixed, not trained)."""
+        # set past Keras's attribute tracking: a constant, swapped after the model is built
+        object.__setattr__(self, "dim", space.dim)
+        object.__setattr__(self, "projection", tf.constant(space.projection.astype(np.float32)))
 
     def lm_vector(self, pooled):
         """The encoder's imitation of the language model's sentence vector (before the search projection)."""
@@ -97,7 +101,7 @@ class QueryEncoderNet(keras.Model):
         return self.lm_vector(pooled)
 
     def search_vector(self, lm):
-        return tf.math.l2_normalize(self.project(lm), axis=-1)
+        return tf.math.l2_normalize(tf.matmul(lm, self.projection), axis=-1)
 
     def dense(self, features, training=False):
         """(1, features) dense feature vector -> unit search vector: the function converted to int8 TFLite
@@ -107,38 +111,43 @@ class QueryEncoderNet(keras.Model):
     @property
     def parameters(self) -> int:
         return int(sum(np.prod(v.shape) for v in [self.table] + self.hidden.weights + self.out.weights
-                       + self.skip.weights + self.project.weights))
+                       + self.skip.weights)) + int(np.prod(self.projection.shape))
 
 
 @dataclass
-class ItemTower:
-    """The publisher's side of the search space: an item's search vector from its language-model text
-    vector and its title's pieces. Plain numpy, saved beside the teacher, used for every delta."""
+class SearchSpace:
+    """The search space: the language model's space cut to its first ``dim`` principal directions over the
+    training items' texts. Plain numpy, saved beside the teacher: the publisher places every new item
+    with it (:meth:`vectors`), and the query encoder ends in the same projection."""
 
-    lm_projection: np.ndarray   # (384, dim)
-    title_table: np.ndarray     # (features, dim)
-    features: TextFeatures
+    projection: np.ndarray   # (384, dim)
 
-    def vectors(self, lm_vectors: np.ndarray, title_pieces: Sequence[Sequence[int]]) -> np.ndarray:
-        """(n, dim) unit search vectors."""
-        v = np.asarray(lm_vectors, np.float32) @ self.lm_projection
-        for i, pieces in enumerate(title_pieces):
-            idx, c = feature_counts(pieces, self.features)
-            v[i] += c @ self.title_table[idx]
+    @property
+    def dim(self) -> int:
+        return int(self.projection.shape[1])
+
+    def vectors(self, lm_vectors: np.ndarray) -> np.ndarray:
+        """(n, dim) unit search vectors of language-model vectors."""
+        v = np.asarray(lm_vectors, np.float32) @ self.projection
         return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        f = self.features
-        np.savez(buf, lm_projection=self.lm_projection, title_table=self.title_table,
-                 features=np.array([f.vocab_size, f.bigram_buckets, f.max_pieces, f.max_count], np.float64))
+        np.save(buf, self.projection.astype(np.float32), allow_pickle=False)
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ItemTower":
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            v, b, p, c = z["features"].tolist()
-            return cls(z["lm_projection"], z["title_table"], TextFeatures(int(v), int(b), int(p), float(c)))
+    def from_bytes(cls, data: bytes) -> "SearchSpace":
+        projection = np.load(io.BytesIO(data), allow_pickle=False)
+        if projection.ndim != 2 or projection.shape[0] != LM_DIM:
+            raise ValueError(f"a search-space projection is ({LM_DIM}, dim), not {projection.shape}")
+        return cls(projection)
+
+
+def principal_space(item_lm: np.ndarray, dim: int) -> SearchSpace:
+    """The first ``dim`` principal directions (uncentred) of the items' language-model vectors."""
+    _, _, vt = np.linalg.svd(np.asarray(item_lm, np.float32), full_matrices=False)
+    return SearchSpace(np.ascontiguousarray(vt[:dim].T.astype(np.float32)))
 
 
 def _batches(n: int, size: int, rng: np.random.Generator) -> List[np.ndarray]:
@@ -176,49 +185,6 @@ def train_imitation(net: QueryEncoderNet, index: np.ndarray, counts: np.ndarray,
 def lm_vectors_of(net: QueryEncoderNet, index: np.ndarray, counts: np.ndarray, batch: int = 4096) -> np.ndarray:
     out = [net(index[s:s + batch], counts[s:s + batch]).numpy() for s in range(0, len(index), batch)]
     return np.concatenate(out) if out else np.zeros((0, LM_DIM), np.float32)
-
-
-def fit_search_space(net: QueryEncoderNet, query_lm: np.ndarray, targets: np.ndarray, item_lm: np.ndarray,
-                     title_index: np.ndarray, title_counts: np.ndarray, epochs: int, temperature: float = 0.03,
-                     batch_size: int = 512, learning_rate: float = 1e-3, max_items: int = 20000, seed: int = 0,
-                     log: Callable[[str], None] = say) -> ItemTower:
-    """Stage 2: fit the encoder's projection and the item tower so that search-space scores rank the
-    (training) items as the language model does: KL(softmax(lm_q . lm_i / T) || softmax(s * q . i)).
-    ``query_lm`` are the frozen encoder's language-model vectors of the training texts, ``targets`` the
-    language model's; items beyond ``max_items`` are sampled per batch."""
-    rng = np.random.default_rng(seed)
-    dim = net.dim
-    _, _, vt = np.linalg.svd(item_lm, full_matrices=False)
-    start = vt[:dim].T.astype(np.float32)  # both sides start at the items' principal directions
-    net.project.set_weights([start])
-    lm_projection = tf.Variable(start, name="item_lm_projection")
-    title_table = tf.Variable(np.zeros((net.features.size, dim), np.float32), name="item_title_table")
-    log_scale = tf.Variable(math.log(30.0), dtype=tf.float32)
-    variables = net.project.trainable_variables + [lm_projection, title_table, log_scale]
-    opt = keras.optimizers.Adam(learning_rate)
-    opt.build(variables)
-    n_items = len(item_lm)
-
-    @tf.function(reduce_retracing=True)
-    def step(q_lm, t, items_lm, t_index, t_counts):
-        with tf.GradientTape() as tape:
-            q = net.search_vector(q_lm)
-            i = tf.matmul(items_lm, lm_projection) + tf.reduce_sum(tf.gather(title_table, t_index) * t_counts[..., None], 1)
-            i = tf.math.l2_normalize(i, -1)
-            p = tf.nn.softmax(tf.matmul(t, items_lm, transpose_b=True) / temperature, -1)
-            log_q = tf.nn.log_softmax(tf.exp(log_scale) * tf.matmul(q, i, transpose_b=True), -1)
-            loss = tf.reduce_mean(tf.reduce_sum(p * (tf.math.log(p + 1e-12) - log_q), -1))
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    for epoch in range(1, epochs + 1):
-        batches = _batches(len(query_lm), batch_size, rng)
-        losses = []
-        for b in progress(batches, desc=f"search space epoch {epoch}", total=len(batches)):
-            cand = np.arange(n_items) if n_items <= max_items else np.sort(rng.choice(n_items, max_items, replace=False))
-            losses.append(float(step(query_lm[b], targets[b], item_lm[cand], title_index[cand], title_counts[cand])))
-        log(f"  search space: epoch {epoch}/{epochs}, KL to the language model's ranking {np.mean(losses):.4f}")
-    return ItemTower(lm_projection.numpy(), title_table.numpy(), net.features)
 
 
 def piece_texts(tokenizer) -> List[str]:

@@ -1,5 +1,5 @@
-"""The publisher's search model: what turns a new or re-described item into its search vector (the item
-tower and the tokenizer it reads titles with), saved beside the teacher by `edge-rec convert`."""
+"""The publisher's search model: what places a new or re-described item in the search space (the
+projection of the language model's space), saved beside the teacher by `edge-rec convert`."""
 from __future__ import annotations
 
 import json
@@ -10,35 +10,32 @@ from typing import Sequence, Union
 import numpy as np
 
 from edge_rec.atomic import atomic_write_bytes, atomic_write_json, replace_dir, staging_dir
-from edge_rec.query import load_tokenizer
 
 from ..data import Item
 from ..errors import ConverterError
-from .encoder import ItemTower, encode_pieces
-from .queries import spoken_title, typed
+from .encoder import SearchSpace
 
-FORMAT = "edge-rec-search-model/1"
+FORMAT = "edge-rec-search-model/2"  # 1 (edge-rec 0.2): an item tower over titles; re-run `edge-rec convert`
 
 
 @dataclass
 class SearchModel:
-    tokenizer: bytes
-    tower: ItemTower
+    space: SearchSpace
 
     @property
     def dim(self) -> int:
-        return int(self.tower.lm_projection.shape[1])
+        return self.space.dim
 
     def item_vectors(self, items: Sequence[Item], lm_vectors: np.ndarray) -> np.ndarray:
-        """(n, dim) unit search vectors of items from their language-model text vectors and titles."""
-        tokenizer = load_tokenizer(self.tokenizer, self.tower.features.vocab_size)
-        return self.tower.vectors(lm_vectors, encode_pieces(tokenizer, [typed(spoken_title(it.title)) for it in items]))
+        """(n, dim) unit search vectors of ``items`` from their language-model text vectors."""
+        if len(lm_vectors) != len(items):
+            raise ConverterError(f"{len(items)} items but {len(lm_vectors)} language-model vectors")
+        return self.space.vectors(lm_vectors)
 
     def save(self, path: Union[str, Path]) -> Path:
         path = Path(path)
         stage = staging_dir(path)
-        atomic_write_bytes(stage / "tokenizer.model", self.tokenizer)
-        atomic_write_bytes(stage / "item_tower.npz", self.tower.to_bytes())
+        atomic_write_bytes(stage / "projection.npy", self.space.to_bytes())
         atomic_write_json(stage / "search.json", {"format": FORMAT, "dim": self.dim})
         replace_dir(stage, path)
         return path
@@ -51,6 +48,11 @@ class SearchModel:
         except FileNotFoundError:
             raise ConverterError(f"no search model at {path} (search.json missing): `edge-rec convert` writes "
                                  "one beside the teacher; pass --search-model DIR") from None
-        if meta.get("format") != FORMAT:
-            raise ConverterError(f"{path}/search.json: format {meta.get('format')!r}, expected {FORMAT!r}")
-        return cls((path / "tokenizer.model").read_bytes(), ItemTower.from_bytes((path / "item_tower.npz").read_bytes()))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise ConverterError(f"{path}/search.json: format {found!r}, expected {FORMAT!r} (a search model "
+                                 "from an older edge-rec: re-run `edge-rec convert` to make the bundle and its model)")
+        try:
+            return cls(SearchSpace.from_bytes((path / "projection.npy").read_bytes()))
+        except (OSError, ValueError) as e:
+            raise ConverterError(f"{path}/projection.npy: {e}") from None

@@ -14,13 +14,13 @@ training, validation and evaluation.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge_rec.query import QueryError, normalize_query
+from edge_rec.titles import spoken_title
 
 from ..data import Item
 
@@ -49,8 +49,6 @@ _TEMPLATES = {  # phrasings per stage (training, validation, evaluation); {g} ge
                      ("{g} movie of the {d}", "good {d} {g}"),
                      ("a {d} {g}", "{g} films of the {d}", "{d} {g}")),
 }
-_ARTICLES = ("the", "a", "an", "les", "la", "le", "il", "el", "l'", "die", "der", "das", "los", "las")
-_TRAILING_ARTICLE = re.compile(r"^(.*), (" + "|".join(re.escape(a) for a in _ARTICLES) + r")$", re.IGNORECASE)
 _KEYBOARD_NEIGHBOURS = {c: n for row in ("qwertyuiop", "asdfghjkl", "zxcvbnm")
                         for i, c in enumerate(row) for n in [row[max(0, i - 1):i] + row[i + 1:i + 2]]}
 
@@ -69,17 +67,6 @@ class Query:
     @property
     def known_item(self) -> bool:
         return self.item >= 0
-
-
-def spoken_title(title: str) -> str:
-    """The title as a person says it: "Matrix, The" -> "The Matrix"; an alternate title in parentheses
-    ("Bread and Chocolate (Pane e cioccolata)") is dropped."""
-    main = re.sub(r"\s*\([^)]*\)\s*$", "", title.strip()) or title.strip()
-    m = _TRAILING_ARTICLE.match(main)
-    if m:
-        article = m.group(2)
-        main = f"{article}{'' if article.endswith(chr(39)) else ' '}{m.group(1)}"
-    return main
 
 
 def typed(text: str, keep_apostrophes: bool = True) -> str:
