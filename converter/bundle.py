@@ -44,7 +44,8 @@ class SearchPart:
     item_vectors: np.ndarray
     index: IndexChoice
     blend: float
-    golden_queries: Sequence[str]
+    golden_queries: Sequence[str]   # candidates, in order of preference ...
+    golden_searches: int = 8         # ... of which at most this many well-separated ones become golden cases
 
 
 def next_version(out: Path) -> int:
@@ -91,7 +92,8 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
         with EdgeRecommender(Bundle(stage, manifest, signers=[])) as rec:
             if before_signing is not None:
                 before_signing(rec, manifest)
-            manifest.golden, searches = golden.compute(rec, golden_histories, search.golden_queries if search else ())
+            manifest.golden, searches = golden.compute(rec, golden_histories, search.golden_queries if search else (),
+                                                       max_searches=search.golden_searches if search else None)
         if manifest.search is not None:
             manifest.search.golden = searches
         manifest.signatures = [sign(manifest.canonical_bytes(), key)]

@@ -236,7 +236,7 @@ def _search_part(search: SearchBuild, recall_target: float) -> SearchPart:
     q, scales = quantize_rows(search.item_vectors)
     index = tune_index(dequantize_rows(q, scales), search.valid_vectors, target=recall_target)
     return SearchPart(search.tokenizer, search.encoder.tflite, search.encoder.spec, search.features,
-                      search.item_vectors, index, 0.0, search.golden_queries)
+                      search.item_vectors, index, 0.0, search.golden_queries, search.golden_searches)
 
 
 def measure_search(rec: EdgeRecommender, search: SearchBuild, dataset: Dataset, split: Split, c: ConvertConfig,

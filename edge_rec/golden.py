@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 TOLERANT_OVERLAP = 0.8  # golden top-10 overlap accepted for an index built on the device
 MIN_COSINE = 0.999      # query vectors must reproduce the converter's this closely
+SEARCH_MARGIN = 1e-4    # least score gap between consecutive results of a golden search query
 
 
 @dataclass
@@ -37,9 +38,11 @@ class GoldenResult:
         return top_ok and self.min_cosine >= MIN_COSINE
 
 
-def compute(rec: "EdgeRecommender", histories: Sequence[np.ndarray], queries: Sequence[str] = (), k: int = 10
-            ) -> Tuple[List[GoldenCase], List[SearchGoldenCase]]:
-    """Golden cases for histories (item rows) and search queries, as this runtime answers them."""
+def compute(rec: "EdgeRecommender", histories: Sequence[np.ndarray], queries: Sequence[str] = (), k: int = 10,
+            max_searches: Optional[int] = None) -> Tuple[List[GoldenCase], List[SearchGoldenCase]]:
+    """Golden cases for histories (item rows) and search queries, as this runtime answers them. A query
+    becomes a case only if its first k + 1 scores are at least SEARCH_MARGIN apart (every device must
+    reproduce the order exactly); at most ``max_searches`` of them."""
     cases = []
     for rows in histories:
         rows = np.asarray(rows, dtype=np.int64)
@@ -47,12 +50,18 @@ def compute(rec: "EdgeRecommender", histories: Sequence[np.ndarray], queries: Se
         query = rec.query_vector(rows) if len(rows) else np.zeros(rec.items.dim, np.float32)
         cases.append(GoldenCase(history=[rec.items.ids[r] for r in rows], query=[float(x) for x in query],
                                 top=[rec.items.ids[r] for r in top]))
-    searches = []
+    searches: List[SearchGoldenCase] = []
     for text in queries:
         vector = rec.search_vector(text)
-        if vector is not None:
-            top = [r.item_id for r in rec.search(text, k=k, personalize=False)]
-            searches.append(SearchGoldenCase(query=text, vector=[float(x) for x in vector], top=top))
+        if vector is None or (max_searches is not None and len(searches) >= max_searches):
+            continue
+        top = rec.search(text, k=k, personalize=False)
+        deeper = rec.search(text, k=k + 1, personalize=False)
+        scores = [r.score for r in deeper]
+        if [r.item_id for r in deeper[:k]] != [r.item_id for r in top] or \
+                any(a - b < SEARCH_MARGIN for a, b in zip(scores, scores[1:])):
+            continue  # a near-tie: float rounding on another device could order it differently
+        searches.append(SearchGoldenCase(query=text, vector=[float(x) for x in vector], top=[r.item_id for r in top]))
     return cases, searches
 
 

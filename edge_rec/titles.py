@@ -71,13 +71,15 @@ class TitleMatches:
         return out
 
     def best(self, k: int) -> np.ndarray:
-        """The rows of the ``k`` highest coverages, best first."""
-        if len(self.rows) <= k:
-            order = np.argsort(-self.coverage, kind="stable")
+        """The rows of the ``k`` highest coverages, best first; ties go to the lower row, the same on every
+        CPU (numpy's own selection breaks ties differently on x86 and ARM)."""
+        if len(self.rows) > k:
+            kth = np.partition(self.coverage, len(self.rows) - k)[len(self.rows) - k]  # the k-th best value
+            keep = np.flatnonzero(self.coverage >= kth)
         else:
-            part = np.argpartition(-self.coverage, k)[:k]
-            order = part[np.argsort(-self.coverage[part], kind="stable")]
-        return self.rows[order]
+            keep = np.arange(len(self.rows))
+        order = keep[np.lexsort((self.rows[keep], -self.coverage[keep]))]
+        return self.rows[order[:k]]
 
 
 class TitleIndex:

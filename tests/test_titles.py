@@ -67,3 +67,13 @@ def test_hybrid_scores_reward_only_strong_title_matches():
     dense = np.array([0.5, 0.5, 0.5], np.float32)
     out = hybrid_scores(dense, np.array([1.0, 0.5, 0.0], np.float32), 0.4)
     assert out[0] == pytest.approx(0.9) and out[1] == pytest.approx(0.6) and out[2] == pytest.approx(0.5)
+
+
+def test_ties_go_to_the_lower_row_whatever_the_cpu():
+    from edge_rec.titles import TitleMatches
+    rows = np.arange(100, dtype=np.int64) * 3
+    cov = np.full(100, 0.5, np.float32)
+    cov[[7, 50]] = 0.9
+    m = TitleMatches(rows, cov)
+    assert m.best(5).tolist() == [21, 150, 0, 3, 6]  # the two best, then the tied rows in row order
+    assert m.best(200).tolist()[:3] == [21, 150, 0] and len(m.best(200)) == 100

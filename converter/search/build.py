@@ -92,7 +92,8 @@ class SearchBuild:
     valid_queries: List[Query]        # validation items' queries (choices: index, blend weight)
     valid_vectors: np.ndarray         # their fp32 search vectors
     valid_anchor_top: np.ndarray      # the language model's top-10 for each of them
-    golden_queries: List[str]
+    golden_queries: List[str]         # candidates for the golden search cases, by preference
+    golden_searches: int              # how many of them to keep
     report: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,7 +210,7 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
                          search_vectors(net, p_index, p_counts))
     log(f"  search encoder int8: {len(int8.tflite) / 1024:.0f} KiB, ops {', '.join(int8.spec.ops)}, parity cosine "
         f"{int8.parity['cosine_mean']:.4f}, top-10 overlap {int8.parity['top10_overlap']:.3f}")
-    golden = _golden_queries(eval_q, c.golden_queries)
+    golden = _golden_queries(eval_q, 4 * c.golden_queries)  # candidates: near-tied rankings are skipped
     report = {
         "query_format": QUERY_FORMAT, "split": {"train": len(split.train), "validation": len(split.valid),
                                                 "heldout": len(split.heldout), "seed": c.seed},
@@ -225,7 +226,7 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
         "parity": int8.parity, "minutes": (time.time() - t0) / 60,
     }
     return SearchBuild(pick["tokenizer"], int8, features, pick["item_vectors"], pick["space"], eval_q, anchor_eval,
-                       valid_q, pick["valid_vectors"], anchor_valid, golden, report)
+                       valid_q, pick["valid_vectors"], anchor_valid, golden, c.golden_queries, report)
 
 
 def _golden_queries(queries: Sequence[Query], n: int) -> List[str]:
