@@ -194,8 +194,38 @@ def _load_note(d: Dict[str, Any]) -> str:
             f"the demo itself then keeps both cores busy).")
 
 
+def search_alone() -> str:
+    s = load("search_quality.json")
+    h, a, f = s["headline"], s["anchor_headline"], s["floors"]
+    rows = ["| held-out items' generated queries | encoder alone | hybrid (title weight "
+            f"{s['title_weight']}) | all-MiniLM-L6-v2, full search | floor |", "| --- | ---: | ---: | ---: | ---: |"]
+    for key, label in (("known_item_success@5", "known-item success@5"), ("intent_precision@10", "intent precision@10"),
+                       ("anchor_overlap@10", "top-10 overlap with all-MiniLM-L6-v2")):
+        rows.append(f"| {label} | {h['encoder alone'][key]:.3f} | {h['hybrid (chosen title weight)'][key]:.3f} | "
+                    f"{a[key]:.3f} | {f[key]:.3f} |")
+    b = s["build"]
+    rows += ["", f"- {s['heldout_queries']:,} queries; encoder: {b['chosen'].split(':')[0]}, tokenizer + int8 encoder "
+             f"{(b['encoder_bytes'] + b['tokenizer_bytes']) / 1e6:.2f} MB; built in {b['minutes']:.1f} min.",
+             "", source(s, "search_quality.json")]
+    return "\n".join(rows)
+
+
+def query_path() -> str:
+    now, before = load("query_path.json"), load("query_path_before.json")
+    return "\n".join([
+        "| recommend() at 100k items, one thread | before | after |", "| --- | ---: | ---: |",
+        f"| p50 after a tap (history in memory) | {before['recommend_p50_ms']:.3f} ms | {now['recommend_p50_ms']:.3f} ms |",
+        f"| floor in the same run (student invoke + raw hnswlib query) | {before['floor_p50_ms']:.3f} ms | "
+        f"{now['floor_p50_ms']:.3f} ms |",
+        f"| ratio to the floor | {before['ratio']:.2f} | {now['ratio']:.2f} |",
+        f"| p99 | {before['recommend_p99_ms']:.3f} ms | {now['recommend_p99_ms']:.3f} ms |",
+        "", source(now, "query_path.json, query_path_before.json") + f" <sub>Grown bundle: {now['items']:,} items, "
+        f"manifest sha256 {now['machine']['bundle_manifest_sha256'][:12]}.</sub>"])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
-                                        "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo}
+                                        "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
+                                        "search-alone": search_alone, "query-path": query_path}
 
 
 def render(text: str) -> str:

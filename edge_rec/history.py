@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import HistoryError
 
@@ -31,6 +31,8 @@ class HistoryStore:
         self.path = Path(path)
         self.max_events = max_events
         self._lock = threading.Lock()
+        # the last read of all kinds: (database version, n, ids oldest first, newest ts), kept exact by record()
+        self._recent: Optional[Tuple[Tuple[int, int], int, List[str], float]] = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
@@ -63,22 +65,55 @@ class HistoryStore:
         """Append one event (``ts`` defaults to now, Unix seconds)."""
         if not isinstance(item_id, str) or not item_id:
             raise ValueError("item_id must be a non-empty string")
-        self._run("INSERT INTO events (item_id, kind, ts) VALUES (?, ?, ?)",
-                  (item_id, str(kind), float(time.time() if ts is None else ts)))
-        if self.max_events:
-            self._run("DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                      (self.max_events,))
+        ts = float(time.time() if ts is None else ts)
+        with self._lock:
+            try:
+                before = self._version()
+                self._db.execute("INSERT INTO events (item_id, kind, ts) VALUES (?, ?, ?)", (item_id, str(kind), ts))
+                if self.max_events:
+                    self._db.execute("DELETE FROM events WHERE id <= "
+                                     "(SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)", (self.max_events,))
+                after = self._version()
+            except _DAMAGED as e:
+                self._recent = None
+                raise HistoryError(f"history database {self.path}: {e}") from None
+            self._recent = self._appended(before, after, item_id, ts)
+
+    def _version(self) -> Tuple[int, int]:
+        """Changes by another connection move data_version, changes by this one total_changes."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+
+    def _appended(self, before: Tuple[int, int], after: Tuple[int, int], item_id: str, ts: float):
+        """The cached recent events after this store appended one, when it is still exact: nobody else
+        wrote in between, the event is the newest, and trimming cannot reach the cached window."""
+        cached = self._recent
+        if cached is None or cached[0] != before or (cached[2] and ts < cached[3]) or \
+                (self.max_events and cached[1] >= self.max_events):
+            return None
+        return (after, cached[1], (cached[2] + [item_id])[-cached[1]:], ts)
 
     def last(self, n: int, kinds: Optional[Sequence[str]] = None) -> List[str]:
-        """The item ids of the last ``n`` events (optionally of some kinds), oldest first."""
+        """The item ids of the last ``n`` events (optionally of some kinds), oldest first. The answer for
+        all kinds is kept until the database changes (a write here or by another connection), so the
+        recommender's per-request read costs one PRAGMA while the history is unchanged."""
         if n <= 0:
             return []
-        where, args = "", []
         if kinds:
-            where = f"WHERE kind IN ({','.join('?' * len(kinds))})"
-            args = list(kinds)
-        rows = self._run(f"SELECT item_id FROM events {where} ORDER BY ts DESC, id DESC LIMIT ?", (*args, n))
-        return [r[0] for r in reversed(rows)]
+            rows = self._run(f"SELECT item_id FROM events WHERE kind IN ({','.join('?' * len(kinds))}) "
+                             "ORDER BY ts DESC, id DESC LIMIT ?", (*kinds, n))
+            return [r[0] for r in reversed(rows)]
+        with self._lock:
+            try:
+                version = self._version()
+                cached = self._recent
+                if cached is not None and cached[0] == version and cached[1] >= n:
+                    return cached[2][-n:]
+                rows = self._db.execute("SELECT item_id, ts FROM events ORDER BY ts DESC, id DESC LIMIT ?", (n,)).fetchall()
+            except _DAMAGED as e:
+                raise HistoryError(f"history database {self.path}: {e}") from None
+            ids = [r[0] for r in reversed(rows)]
+            self._recent = (version, n, ids, rows[0][1] if rows else float("-inf"))
+            return ids[-n:]
 
     def export(self) -> List[Dict[str, object]]:
         """Every stored event, oldest first, for the user to take away."""

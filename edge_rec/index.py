@@ -148,22 +148,28 @@ class ItemIndex:
         only when too many of them were excluded does hnswlib's per-node filter (a Python callback,
         several times slower) run. Raises ItemIndexError if the graph cannot yield ``k`` rows.
         """
-        skip = set(np.asarray(exclude, dtype=np.int64).tolist()) if exclude is not None and len(exclude) else set()
-        n = min(k, self.count - len(skip))
+        skip = np.sort(np.asarray(exclude, dtype=np.int64)) if exclude is not None and len(exclude) else np.zeros(0, np.int64)
+        distinct = len(skip) - int(np.count_nonzero(skip[1:] == skip[:-1]))
+        n = min(k, self.count - distinct)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query = np.asarray(query, np.float32).reshape(1, -1)
         ef = max(ef or self.spec.ef_search, n)
-        fetch = n + min(len(skip), FETCH_EXTRA * n)
+        fetch = n + min(distinct, FETCH_EXTRA * n)
         with self._lock:
             try:
                 labels, dist = self._query(query, fetch, max(ef, fetch), None)
-                keep = [i for i, label in enumerate(labels.tolist()) if label not in skip][:n]
+                if len(skip):
+                    pos = np.minimum(np.searchsorted(skip, labels), len(skip) - 1)
+                    keep = np.flatnonzero(skip[pos] != labels)[:n]
+                else:
+                    keep = np.arange(min(n, len(labels)))
                 if len(keep) == n:
                     return labels[keep], dist[keep]
             except ItemIndexError:
                 pass
-            allowed = (lambda label: label not in skip) if skip else None
+            skipped = set(skip.tolist())
+            allowed = (lambda label: label not in skipped) if skipped else None
             while True:
                 try:
                     return self._query(query, n, ef, allowed)

@@ -86,15 +86,20 @@ class ItemTable:
 
     def rows(self, item_ids: Sequence[str], strict: bool = True) -> np.ndarray:
         """Rows of ``item_ids``; unknown ids raise ``KeyError`` (or are skipped with ``strict=False``)."""
-        out = []
-        for item_id in item_ids:
-            r = self.row_of.get(str(item_id))
-            if r is None:
-                if strict:
-                    raise KeyError(f"unknown item id {item_id!r}: not in this bundle's catalog")
-                continue
-            out.append(r)
-        return np.asarray(out, dtype=np.int64)
+        get = self.row_of.get
+        found = [get(i if type(i) is str else str(i)) for i in item_ids]
+        if None in found:
+            if strict:
+                unknown = next(i for i, r in zip(item_ids, found) if r is None)
+                raise KeyError(f"unknown item id {unknown!r}: not in this bundle's catalog")
+            found = [r for r in found if r is not None]
+        return np.fromiter(found, dtype=np.int64, count=len(found))
+
+    def aligned_rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The row of each id, -1 for ids not in the catalog (int64, same length as ``item_ids``)."""
+        get = self.row_of.get
+        return np.fromiter((get(i if type(i) is str else str(i), -1) for i in item_ids), dtype=np.int64,
+                           count=len(item_ids))
 
     def metadata(self, row: int) -> Dict[str, Any]:
         """The metadata object of one row (empty if the bundle has none for it); recently used rows are cached."""

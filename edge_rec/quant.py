@@ -5,6 +5,7 @@ Item vectors are stored per row as symmetric int8 with one float32 scale per row
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -24,10 +25,18 @@ def dequantize_rows(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * np.asarray(scales, dtype=np.float32)[..., None]
 
 
+@lru_cache(maxsize=None)
+def _limits(dtype: str) -> Tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
 def quantize_tensor(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
     """Float -> TFLite affine integer tensor."""
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(np.asarray(x, np.float32) / scale) + zero_point, info.min, info.max).astype(dtype)
+    low, high = _limits(dtype)
+    q = np.rint(np.asarray(x, np.float32) / np.float32(scale))
+    q += zero_point
+    return np.clip(q, low, high, out=q).astype(dtype)
 
 
 def dequantize_tensor(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -54,6 +54,7 @@ class EdgeRecommender:
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
         self._titles: Optional[TitleIndex] = None
+        self._device_rows: Optional[Tuple[List[str], np.ndarray]] = None  # the last device history and its rows
         self._titles_lock = threading.Lock()
         if m.search is not None:
             s = m.search
@@ -129,8 +130,26 @@ class EdgeRecommender:
         if self.history is None:
             return np.zeros(0, np.int64), None
         recent = self.history.last(max(self.policy.seen_window, self.history_len))
-        rows = self.items.rows(recent, strict=False)
+        aligned = self._aligned_rows(recent)
+        rows = aligned[aligned >= 0]
         return rows[-self.history_len:], rows
+
+    def _aligned_rows(self, ids: List[str]) -> np.ndarray:
+        """Rows of the device history's ids (-1: not in the catalog), mapped once: between two requests
+        the history usually gained an event or two at its end, and only those are looked up."""
+        known = self._device_rows
+        if known is not None:
+            old_ids, old_rows = known
+            for new in range(4):  # the window moved by ``new`` events
+                keep = len(ids) - new
+                if 0 < keep <= len(old_ids) and ids[keep - 1] is old_ids[-1] and ids[:keep] == old_ids[len(old_ids) - keep:]:
+                    tail = self.items.aligned_rows(ids[keep:])
+                    aligned = np.concatenate([old_rows[len(old_ids) - keep:], tail])
+                    self._device_rows = (ids, aligned)
+                    return aligned
+        aligned = self.items.aligned_rows(ids)
+        self._device_rows = (ids, aligned)
+        return aligned
 
     def recommend(self, k: int = 10, history: Optional[Sequence[str]] = None, exclude_seen: bool = True,
                   filter: Filter = None) -> List[Recommendation]:

@@ -119,6 +119,34 @@ def test_history_store(tmp_path):
     assert mode == "wal"
 
 
+def test_history_reads_are_cached_until_anyone_writes(tmp_path):
+    """last() answers from memory while the database is unchanged; a write by this store, another
+    connection or another process is seen at once."""
+    store, other = HistoryStore(tmp_path / "h.db"), HistoryStore(tmp_path / "h.db")
+    for i in range(50):
+        store.record(f"i{i}", ts=float(i))
+    assert store.last(3) == ["i47", "i48", "i49"] and store.last(2) == ["i48", "i49"]  # the second from the cache
+    store.last(2).append("mutated")
+    assert store.last(2) == ["i48", "i49"]  # callers get copies
+    other.record("theirs", ts=100.0)
+    assert store.last(2) == ["i49", "theirs"]
+    sqlite3.connect(tmp_path / "h.db", isolation_level=None).execute(
+        "INSERT INTO events (item_id, kind, ts) VALUES ('raw', 'view', 200)")
+    assert store.last(1) == ["raw"] and len(store.last(1000)) == 52
+    store.record("mine", ts=300.0)  # appended to the cached window, no read
+    assert store.last(2) == ["raw", "mine"] and store.last(1000)[-3:] == ["theirs", "raw", "mine"]
+    store.record("older", ts=1.5)  # not the newest: the window is read again, in time order
+    assert store.last(1000)[:3] == ["i0", "i1", "older"] and store.last(1) == ["mine"]
+    store.clear()
+    assert store.last(5) == [] and other.last(5) == []
+    small = HistoryStore(tmp_path / "s.db", max_events=3)
+    for i in range(6):
+        small.record(f"s{i}", ts=float(i))
+        assert small.last(10) == [f"s{j}" for j in range(max(0, i - 2), i + 1)]  # trimming keeps the window exact
+    for s in (store, other, small):
+        s.close()
+
+
 def test_corrupt_history_database(tmp_path):
     db = tmp_path / "h.db"
     db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
