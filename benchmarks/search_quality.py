@@ -4,7 +4,8 @@ way the device ranks them (int8 encoder + title matching), in minutes instead of
 
 Ranking here uses exact search over the item search vectors where the device uses its hnswlib index
 (recall@10 about 0.97 or more), so the numbers are the search's, not the index's. The title weight is
-chosen on validation queries by the same rule as the converter. Writes results/search_quality.json.
+chosen on validation queries by the same rule as the converter. Writes results/search_quality.json and
+.png (validation quality of each encoder size and search-space dimension tried).
 
     python benchmarks/search_quality.py
 """
@@ -75,6 +76,12 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from converter.report import _search_sizes
+    _search_sizes(build.report, out.parent, plt, out.with_suffix(".png").name)  # validation quality per candidate
     for label, h in result["headline"].items():
         print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items()))
     print("all-MiniLM-L6-v2: " + ", ".join(f"{k} {v:.4f}" for k, v in result["anchor_headline"].items()))

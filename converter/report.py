@@ -69,7 +69,7 @@ def _index_recall(idx: Dict[str, Any], out: Path, plt, name: str, title: str) ->
     return name
 
 
-def _search_sizes(search: Dict[str, Any], out: Path, plt) -> str:
+def _search_sizes(search: Dict[str, Any], out: Path, plt, name: str = "search_quality_size.png") -> str:
     """Validation quality of each query encoder and search-space dimension tried (the device's hybrid search)."""
     cands = sorted(search["encoders"], key=lambda e: (e["parameters"], e.get("dim", 0)))
     metrics = (("known_item_success@5", "known-item success@5", "#4c72b0"),
@@ -87,14 +87,15 @@ def _search_sizes(search: Dict[str, Any], out: Path, plt) -> str:
     ax.set_xticklabels([f"{e['name']}, {e.get('dim', '?')}-d\n{e['parameters'] / 1e6:.1f} M params" for e in cands],
                        fontsize=8)
     ax.set_ylim(0, 1.12)
+    ax.set_xlim(-0.7, len(cands) - 0.3)
     ax.set_ylabel("validation items' queries")
-    ax.set_title(f"search quality by encoder and search-space size (chosen: {search['chosen'].split(':')[0]})",
+    fig.suptitle(f"search quality by encoder and search-space size\n(chosen: {search['chosen'].split(':')[0]})",
                  fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(out / "search_quality_size.png", dpi=100)
+    fig.savefig(out / name, dpi=100)
     plt.close(fig)
-    return "search_quality_size.png"
+    return name
 
 
 def _plots(report: Dict[str, Any], out: Path) -> Dict[str, str]:
