@@ -62,15 +62,11 @@ def profile_stages(run, n: int) -> Dict[str, float]:
 
 def measure(bundle: Path, pub: Path, histories: List[List[str]]) -> dict:
     """Interleaved timings of recommend() (history from SQLite) and of its floor, plus the stage profile."""
-    from edge_rec.history import HistoryStore
+    from runtime_latency import history_stores
+
     from edge_rec.recommender import EdgeRecommender
     with tempfile.TemporaryDirectory() as tmp, EdgeRecommender.open(bundle, pub, num_threads=1) as rec:
-        stores = []
-        for u, hist in enumerate(histories):
-            store = HistoryStore(Path(tmp) / f"u{u}.db")
-            for t, item in enumerate(hist):
-                store.record(item, ts=float(t))
-            stores.append(store)
+        stores = history_stores(Path(tmp), histories)
         vectors = [rec.items.dequantized(rec.items.rows(h, strict=False)[-rec.history_len:]) for h in histories]
         raw, ef = rec.index._index, rec.index.spec.ef_search
 

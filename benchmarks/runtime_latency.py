@@ -69,18 +69,24 @@ def search_queries(dataset, bundle: Path, n: int) -> list:
     return [queries[i] for i in np.random.default_rng(0).choice(len(queries), min(n, len(queries)), replace=False)]
 
 
+def history_stores(directory: Path, histories) -> list:
+    """One SQLite HistoryStore per user in ``directory``, holding that user's history (oldest first)."""
+    from edge_rec.history import HistoryStore
+    stores = []
+    for u, hist in enumerate(histories):
+        store = HistoryStore(Path(directory) / f"u{u}.db")
+        for t, item in enumerate(hist):
+            store.record(item, ts=float(t))
+        stores.append(store)
+    return stores
+
+
 def latency(bundle: Path, pub: Path, histories, call) -> dict:
     """Per-call latency of ``call(rec, i)``, the device history of user ``i`` in a SQLite store."""
-    from edge_rec.history import HistoryStore
     from edge_rec.recommender import EdgeRecommender
     times = []
     with tempfile.TemporaryDirectory() as tmp, EdgeRecommender.open(bundle, pub, num_threads=1) as rec:
-        stores = []
-        for u, hist in enumerate(histories):
-            store = HistoryStore(Path(tmp) / f"u{u}.db")
-            for t, item in enumerate(hist):
-                store.record(item, ts=float(t))
-            stores.append(store)
+        stores = history_stores(Path(tmp), histories)
         for i, store in enumerate(stores[:20]):  # warm-up
             rec.history = store
             call(rec, i)
