@@ -20,7 +20,7 @@ from .quant import dequantize_rows
 from .query import QueryEncoder, normalize_query
 from .retrieval import Filter, RetrievalPolicy, Retriever, matcher
 from .signing import KeyLike
-from .titles import TitleIndex, hybrid_scores
+from .titles import TitleIndex, hybrid_rank
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
@@ -226,7 +226,7 @@ class EdgeRecommender:
 
     def _hybrid_candidates(self, query: str, q: Optional[np.ndarray], k: int, match, title_weight: float
                            ) -> Tuple[np.ndarray, np.ndarray]:
-        """Encoder matches and title matches, scored by :func:`edge_rec.titles.hybrid_scores`, best first."""
+        """Encoder matches and title matches (filtered, no deleted rows) ranked by :func:`edge_rec.titles.hybrid_rank`."""
         assert self.query_encoder is not None and self.search_retriever is not None
         want = max(self.policy.blend_candidates, 5 * k)
         titles = self.title_index().match(normalize_query(query))
@@ -234,12 +234,10 @@ class EdgeRecommender:
         lexical = lexical[~np.isin(lexical, self.items.deleted)]
         if match is not None:
             lexical = np.asarray([r for r in lexical if match(self.items.metadata(int(r)))], dtype=np.int64)
-        dense = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)[0] if q is not None else lexical[:0]
-        cand = np.union1d(dense, lexical).astype(np.int64)
-        cosine = self.search_retriever.vectors(cand) @ q if q is not None else np.zeros(len(cand), np.float32)
-        scores = hybrid_scores(cosine, titles.of(cand), title_weight)
-        order = np.argsort(-scores, kind="stable")
-        return cand[order], scores[order]
+        if q is None:  # no known piece: the title matches alone
+            return hybrid_rank(lexical, lexical, lambda rows: np.zeros(len(rows), np.float32), titles, title_weight)
+        dense = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)[0]
+        return hybrid_rank(dense, lexical, lambda rows: self.search_retriever.vectors(rows) @ q, titles, title_weight)
 
     def title_index(self) -> TitleIndex:
         """The title-matching index of this bundle's catalog, built on first use (see :mod:`edge_rec.titles`)."""

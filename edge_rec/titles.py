@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Sequence
+from typing import Any, Callable, Dict, Iterable, Sequence, Tuple
 
 import numpy as np
 
@@ -141,5 +141,15 @@ def hybrid_scores(dense: np.ndarray, coverage: np.ndarray, weight: float) -> np.
     return (dense + weight * np.square(coverage)).astype(np.float32)
 
 
-__all__ = ["TitleIndex", "TitleMatches", "hybrid_scores", "spoken_title", "title_text", "trigram_codes"]
+def hybrid_rank(encoder_rows: np.ndarray, title_rows: np.ndarray, cosine: Callable[[np.ndarray], np.ndarray],
+                matches: TitleMatches, weight: float) -> Tuple[np.ndarray, np.ndarray]:
+    """The encoder's candidates and the title matches merged, scored by :func:`hybrid_scores` (``cosine``
+    of rows), best first; ties go to the lower row. Shared by the device and the converter's evaluation."""
+    cand = np.union1d(encoder_rows, title_rows).astype(np.int64)
+    scores = hybrid_scores(cosine(cand), matches.of(cand), weight)
+    order = np.argsort(-scores, kind="stable")
+    return cand[order], scores[order]
+
+
+__all__ = ["TitleIndex", "TitleMatches", "hybrid_rank", "hybrid_scores", "spoken_title", "title_text", "trigram_codes"]
 

@@ -49,13 +49,12 @@ def hybrid_top(queries: np.ndarray, items: np.ndarray, matches: Sequence[Any], w
                candidates: int = 50, lexical: int = 20) -> List[np.ndarray]:
     """The first ``k`` rows for each query as the device's hybrid search ranks them (:meth:`edge_rec.EdgeRecommender.search`), with
     exact search for the encoder's candidates instead of the index."""
-    from edge_rec.titles import hybrid_scores
+    from edge_rec.titles import hybrid_rank
     out = []
     for q, m in zip(queries, matches):
         scores = items @ q
         dense = np.argpartition(-scores, min(candidates, len(scores) - 1))[:candidates]
-        cand = np.union1d(dense, m.best(lexical))
-        out.append(cand[np.argsort(-hybrid_scores(scores[cand], m.of(cand), weight), kind="stable")][:k])
+        out.append(hybrid_rank(dense, m.best(lexical), lambda rows: scores[rows], m, weight)[0][:k])
     return out
 
 
