@@ -86,20 +86,16 @@ class ItemTable:
 
     def rows(self, item_ids: Sequence[str], strict: bool = True) -> np.ndarray:
         """Rows of ``item_ids``; unknown ids raise ``KeyError`` (or are skipped with ``strict=False``)."""
-        get = self.row_of.get
-        found = [get(i if type(i) is str else str(i)) for i in item_ids]
-        if None in found:
-            if strict:
-                unknown = next(i for i, r in zip(item_ids, found) if r is None)
-                raise KeyError(f"unknown item id {unknown!r}: not in this bundle's catalog")
-            found = [r for r in found if r is not None]
-        return np.fromiter(found, dtype=np.int64, count=len(found))
+        aligned = self.aligned_rows(item_ids)
+        known = aligned >= 0
+        if strict and not known.all():
+            raise KeyError(f"unknown item id {item_ids[int(np.argmin(known))]!r}: not in this bundle's catalog")
+        return aligned[known]
 
     def aligned_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """The row of each id, -1 for ids not in the catalog (int64, same length as ``item_ids``)."""
         get = self.row_of.get
-        return np.fromiter((get(i if type(i) is str else str(i), -1) for i in item_ids), dtype=np.int64,
-                           count=len(item_ids))
+        return np.asarray([get(i if type(i) is str else str(i), -1) for i in item_ids], dtype=np.int64).reshape(-1)
 
     def metadata(self, row: int) -> Dict[str, Any]:
         """The metadata object of one row (empty if the bundle has none for it); recently used rows are cached."""
