@@ -61,13 +61,24 @@ def main() -> int:
         finally:
             os.killpg(kiosk.pid, signal.SIGTERM)
             kiosk.wait(timeout=30)
-        quick = json.loads((clone / "artifacts" / "ml-1m-quick" / "report" / "report.json").read_text())
-        full = json.loads((HERE / "results" / "conversion_report_ml1m.json").read_text())
-        result = {"machine": machine_record(), "install_minutes": install / 60, "demo_minutes": demo / 60,
-                  "kiosk_seconds": kiosk_s, "load_average_1min": {"before_demo": load_before, "after_demo": load_after}, "quick_teacher_ndcg@10": quick["test"]["teacher"]["NDCG@10"],
-                  "quick_bundle_ndcg@10": quick["test"]["student int8 + HNSW (bundle)"]["NDCG@10"],
-                  "full_teacher_ndcg@10": full["test"]["teacher"]["NDCG@10"],
-                  "quick_search": quick.get("search", {}).get("headline"), "log_tail": log.read_text()[-3000:]}
+        from converter.conversion_report import ConversionReport
+
+        quick = ConversionReport.from_json(
+            json.loads((clone / "artifacts" / "ml-1m-quick" / "report" / "report.json").read_text())
+        )
+        full = ConversionReport.from_json(json.loads((HERE / "results" / "conversion_report_ml1m.json").read_text()))
+        result = {
+            "machine": machine_record(),
+            "install_minutes": install / 60,
+            "demo_minutes": demo / 60,
+            "kiosk_seconds": kiosk_s,
+            "load_average_1min": {"before_demo": load_before, "after_demo": load_after},
+            "quick_teacher_ndcg@10": quick.test.teacher.metrics["NDCG@10"],
+            "quick_bundle_ndcg@10": quick.test.bundle.metrics["NDCG@10"],
+            "full_teacher_ndcg@10": full.test.teacher.metrics["NDCG@10"],
+            "quick_search": quick.search.headline if quick.search else None,
+            "log_tail": log.read_text()[-3000:],
+        }
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"install {result['install_minutes']:.1f} min; make demo QUICK=1 {result['demo_minutes']:.1f} min; kiosk answered "
           f"after {kiosk_s:.0f} s; quick teacher NDCG@10 {result['quick_teacher_ndcg@10']:.4f} (full "

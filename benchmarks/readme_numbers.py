@@ -11,10 +11,14 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from converter.conversion_report import ConversionReport, Quality  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- numbers:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /numbers:(?P=name) -->)", re.S)
@@ -31,27 +35,43 @@ def source(record: Dict[str, Any], files: str) -> str:
             f"{m.get('interpreter', '?')}, measured {m.get('measured', '?')}.</sub>")
 
 
+def conversion() -> ConversionReport:
+    return ConversionReport.from_json(load("conversion_report_ml1m.json"))
+
+
 def quality() -> str:
-    r, t = load("conversion_report_ml1m.json"), load("teacher.json")
-    rows = [("popularity", r["test"]["popularity"], None)]
+    r, t = conversion(), load("teacher.json")
+    rows = [("popularity", r.test.popularity)]
     if "teacher-notext" in t["test"]:
-        rows.append(("teacher without text (ablation)", t["test"]["teacher-notext"], None))
-    rows += [("**teacher** (SASRec + MiniLM text)", r["test"]["teacher"], None),
-             ("student fp32", r["test"]["student fp32"], r["top10_overlap_with_teacher"]["student fp32"]),
-             ("**bundle: int8 TFLite student + HNSW**", r["test"]["student int8 + HNSW (bundle)"],
-              r["top10_overlap_with_teacher"]["student int8 + HNSW (bundle)"])]
-    lines = ["| model | NDCG@10 | HR@10 | NDCG@20 | HR@20 | top-10 overlap with teacher |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, m, overlap in rows:
-        lines.append(f"| {name} | {m['NDCG@10']:.4f} | {m['HR@10']:.4f} | {m['NDCG@20']:.4f} | {m['HR@20']:.4f} | "
-                     f"{'' if overlap is None else f'{overlap:.3f}'} |")
-    idx, sizes = r["index"], r["sizes"]
-    students = ", ".join(s["architecture"] for s in r["students"])
-    lines += ["", f"The bundle keeps {r['ndcg_ratio_bundle_vs_teacher']:.3f} of the teacher's NDCG@10. Students tried: "
-              f"{students}; chosen: {r['chosen'].split(':')[0]}, {sizes['tflite_bytes'] / 1024:.0f} KiB, Edge TPU "
-              f"{'compatible' if r['edgetpu_compatible'] else 'not compatible'}. The item index holds "
-              f"{sizes['index_bytes_per_item']:.0f} B/item on disk (M={idx['M']}, ef_search={idx['ef_search']}, recall@10 "
-              f"{idx['recall']:.3f} against exact search) plus {sizes['item_table_bytes_per_item']:.0f} B/item of int8 "
-              f"item table. Conversion took {r['minutes']:.0f} min.", "", source(r, "conversion_report_ml1m.json")]
+        rows.append(("teacher without text (ablation)", Quality(t["test"]["teacher-notext"])))
+    rows += [
+        ("**teacher** (SASRec + MiniLM text)", r.test.teacher),
+        ("student fp32", r.test.student_fp32),
+        ("**bundle: int8 TFLite student + HNSW**", r.test.bundle),
+    ]
+    lines = [
+        "| model | NDCG@10 | HR@10 | NDCG@20 | HR@20 | top-10 overlap with teacher |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, q in rows:
+        m, overlap = q.metrics, q.overlap_with_teacher
+        lines.append(
+            f"| {name} | {m['NDCG@10']:.4f} | {m['HR@10']:.4f} | {m['NDCG@20']:.4f} | {m['HR@20']:.4f} | "
+            f"{'' if overlap is None else f'{overlap:.3f}'} |"
+        )
+    idx, sizes = r.index, r.sizes
+    students = ", ".join(s.architecture for s in r.students)
+    lines += [
+        "",
+        f"The bundle keeps {r.ndcg_ratio:.3f} of the teacher's NDCG@10. Students tried: "
+        f"{students}; chosen: {r.chosen.split(':')[0]}, {sizes.tflite_bytes / 1024:.0f} KiB, Edge TPU "
+        f"{'compatible' if r.edgetpu_compatible else 'not compatible'}. The item index holds "
+        f"{sizes.index_bytes_per_item:.0f} B/item on disk (M={idx.M}, ef_search={idx.ef_search}, recall@10 "
+        f"{idx.recall:.3f} against exact search) plus {sizes.item_table_bytes_per_item:.0f} B/item of int8 "
+        f"item table. Conversion took {r.minutes:.0f} min.",
+        "",
+        source(asdict(r), "conversion_report_ml1m.json"),
+    ]
     if "teacher-notext" in t["test"]:
         lines.append(source(t, "teacher.json") + "<sub> (the no-text ablation row)</sub>")
     return "\n".join(lines)
@@ -67,7 +87,7 @@ def speed() -> str:
 
 
 def search() -> str:
-    s = load("conversion_report_ml1m.json")["search"]
+    s = asdict(conversion().search)
     lat = load("runtime_latency.json")
     h, a, p = s["headline"], s["anchor_headline"], s["personalisation"]
     lines = ["| held-out items' generated queries | device (int8 encoder + search index) | all-MiniLM-L6-v2, full search |",
@@ -177,12 +197,14 @@ def kiosk() -> str:
 
 
 def demo() -> str:
-    d, full = load("demo_quick.json"), load("conversion_report_ml1m.json")["test"]["teacher"]["NDCG@10"]
-    return (f"Measured from a fresh clone on this machine: `make demo QUICK=1` took {d['demo_minutes']:.1f} min after the "
-            f"install ({d['install_minutes']:.1f} min), and the kiosk answered {d['kiosk_seconds']:.0f} s after `make "
-            f"kiosk`: {d['demo_minutes'] + d['kiosk_seconds'] / 60:.1f} min in all. The quick teacher's test NDCG@10 is "
-            f"{d['quick_teacher_ndcg@10']:.4f} (the full one's {full:.4f}); the quick bundle's "
-            f"{d['quick_bundle_ndcg@10']:.4f}." + _load_note(d) + "\n\n" + source(d, "demo_quick.json, conversion_report_ml1m.json"))
+    d, full = load("demo_quick.json"), conversion().test.teacher.metrics["NDCG@10"]
+    return (
+        f"Measured from a fresh clone on this machine: `make demo QUICK=1` took {d['demo_minutes']:.1f} min after the "
+        f"install ({d['install_minutes']:.1f} min), and the kiosk answered {d['kiosk_seconds']:.0f} s after `make "
+        f"kiosk`: {d['demo_minutes'] + d['kiosk_seconds'] / 60:.1f} min in all. The quick teacher's test NDCG@10 is "
+        f"{d['quick_teacher_ndcg@10']:.4f} (the full one's {full:.4f}); the quick bundle's "
+        f"{d['quick_bundle_ndcg@10']:.4f}." + _load_note(d) + "\n\n" + source(d, "demo_quick.json, conversion_report_ml1m.json")
+    )
 
 
 def _load_note(d: Dict[str, Any]) -> str:

@@ -80,8 +80,11 @@ def main() -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from converter.report import _search_sizes
-    _search_sizes(build.report, out.parent, plt, out.with_suffix(".png").name)  # validation quality per candidate
+    from converter.report import search_size_plot
+
+    search_size_plot(
+        build.report["encoders"], build.report["chosen"], out.parent, plt, out.with_suffix(".png").name
+    )  # validation quality per candidate
     for label, h in result["headline"].items():
         print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in h.items()))
     print("all-MiniLM-L6-v2: " + ", ".join(f"{k} {v:.4f}" for k, v in result["anchor_headline"].items()))

@@ -29,10 +29,10 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "speedup.json"))
     args = p.parse_args()
-    from converter.convert import paired_median_seconds
     from converter.data import leave_one_out, load_movielens_1m
     from converter.teacher import SASRecTeacher
     from converter.teacher.sasrec import pad_left
+    from converter.timing import paired_median_seconds
     from edge_rec import EdgeRecommender
 
     split = leave_one_out(load_movielens_1m(args.data))

@@ -125,6 +125,7 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
     from edge_rec.signing import generate_keypair
 
     from .convert import ConvertConfig, convert
+    from .measure import measure
     from .report import write_report
     from .student import StudentConfig
     key = Path(args.key) if args.key else root.parent / "keys" / "edge-rec.key"
@@ -143,8 +144,18 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
                            student=student, search=search)
     bundle = Path(args.bundle) if args.bundle else root / "bundle"
     from .text import TextEncoder
-    report = convert(dataset, split, teacher, bundle, key, config, text_encoder=TextEncoder(cache_dir=root / "cache"),
-                     search_model_out=root / "search")
+
+    conversion = convert(
+        dataset,
+        split,
+        teacher,
+        bundle,
+        key,
+        config,
+        text_encoder=TextEncoder(cache_dir=root / "cache"),
+        search_model_out=root / "search",
+    )
+    report = measure(conversion, dataset, split, teacher, key, config)
     md = write_report(report, root / "report")
     print(md.read_text())
     print(f"bundle: {bundle}\nreport: {md} (+ report.json and PNG plots beside it)")

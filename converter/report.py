@@ -1,48 +1,50 @@
-"""The conversion report: JSON for machines, Markdown + PNG plots for people."""
+"""The conversion report for people: Markdown and PNG plots rendered from the typed report
+(:class:`converter.conversion_report.ConversionReport`), written beside its report.json."""
+
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from edge_rec.atomic import atomic_write_bytes, atomic_write_json
 
-SHORT = {"student int8 + HNSW (bundle)": "bundle (int8 + HNSW)",
-         "teacher (compiled user vector + exact scoring)": "teacher (compiled)",
-         "student (TFLite + HNSW top-10)": "device path"}
+from .conversion_report import ConversionReport, SearchReport
+from .index import IndexChoice
+
+# display names and colours of the models in the test table (field names of TestResults)
+LABELS = {
+    "popularity": "popularity",
+    "teacher": "teacher",
+    "student_fp32": "student fp32",
+    "bundle": "student int8 + HNSW (bundle)",
+}
+SHORT = {"bundle": "bundle (int8 + HNSW)"}
+COLORS = {"popularity": "#bbbbbb", "teacher": "#4c72b0", "student_fp32": "#55a868", "bundle": "#c44e52"}
 
 
-COLORS = {"popularity": "#bbbbbb", "teacher": "#4c72b0", "student fp32": "#55a868", "student int8 + HNSW (bundle)": "#c44e52",
-          "teacher (compiled user vector + exact scoring)": "#4c72b0", "student (TFLite + HNSW top-10)": "#c44e52"}
-ORDER = list(COLORS)
-
-
-def _ordered(keys) -> List[str]:
-    return sorted(keys, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
-
-
-def _quality_latency(report: Dict[str, Any], out: Path, plt) -> str:
-    models = _ordered(report["test"])
-    labels = [SHORT.get(m, m) for m in models]
-    colors = [COLORS.get(m, "#8172b2") for m in models]
+def _quality_latency(report: ConversionReport, out: Path, plt) -> str:
+    models = report.test.models()
+    labels = [SHORT.get(m, LABELS[m]) for m in models]
+    colors = [COLORS[m] for m in models]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1, 1, 1.1]})
     for ax, metric in zip(axes[:2], ("NDCG@10", "HR@10")):
-        values = [report["test"][m][metric] for m in models]
+        values = [q.metrics[metric] for q in models.values()]
         ax.barh(labels, values, color=colors)
         for y, v in enumerate(values):
             ax.text(v, y, f" {v:.4f}", va="center", fontsize=9)
         ax.set_xlim(0, max(values) * 1.3)
         ax.set_xlabel(f"test {metric} (full ranking)")
         ax.invert_yaxis()
-    timed = _ordered(k for k in report["latency_ms"] if k != "speedup")
-    lat = {SHORT.get(k, k): report["latency_ms"][k] for k in timed}
+    lat = {"teacher (compiled)": report.latency.teacher_ms, "device path": report.latency.device_ms}
     ax = axes[2]
-    ax.barh(list(lat), list(lat.values()), color=[COLORS.get(k, "#8172b2") for k in timed])
+    ax.barh(list(lat), list(lat.values()), color=[COLORS["teacher"], COLORS["bundle"]])
     ax.set_xscale("log")
     ax.set_xlim(min(lat.values()) / 3, max(lat.values()) * 8)
     for y, v in enumerate(lat.values()):
         ax.text(v, y, f" {v:.3g} ms", va="center", fontsize=9)
     ax.set_xlabel("median ms per query (log scale)")
-    ax.set_title(f"device path {report['latency_ms']['speedup']:.0f}x faster than the compiled teacher", fontsize=10)
+    ax.set_title(f"device path {report.latency.speedup:.0f}x faster than the compiled teacher", fontsize=10)
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(out / "quality_latency.png", dpi=100)
@@ -50,14 +52,13 @@ def _quality_latency(report: Dict[str, Any], out: Path, plt) -> str:
     return "quality_latency.png"
 
 
-def _index_recall(idx: Dict[str, Any], out: Path, plt, name: str, title: str) -> str:
+def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for M, curve in idx["curves"].items():
-        efs = sorted(int(e) for e in curve)
-        ax.plot(efs, [curve[e] if e in curve else curve[str(e)] for e in efs], marker="o", ms=3,
-                label=f"M={M} ({idx['sizes'][M]:.0f} B/item)")
-    ax.axhline(idx["target"], color="gray", ls="--", lw=1, label=f"target {idx['target']}")
-    ax.plot([idx["ef_search"]], [idx["recall"]], "k*", ms=12, label=f"shipped: M={idx['M']}, ef={idx['ef_search']}")
+    for M, curve in idx.curves.items():
+        efs = sorted(curve)
+        ax.plot(efs, [curve[e] for e in efs], marker="o", ms=3, label=f"M={M} ({idx.sizes[M]:.0f} B/item)")
+    ax.axhline(idx.target, color="gray", ls="--", lw=1, label=f"target {idx.target}")
+    ax.plot([idx.ef_search], [idx.recall], "k*", ms=12, label=f"shipped: M={idx.M}, ef={idx.ef_search}")
     ax.set_xscale("log")
     ax.set_xlabel("ef_search (log scale)")
     ax.set_ylabel("recall@10 vs exact search")
@@ -69,12 +70,14 @@ def _index_recall(idx: Dict[str, Any], out: Path, plt, name: str, title: str) ->
     return name
 
 
-def _search_sizes(search: Dict[str, Any], out: Path, plt, name: str = "search_quality_size.png") -> str:
+def search_size_plot(encoders: List[Dict[str, Any]], chosen: str, out: Path, plt, name: str = "search_quality_size.png") -> str:
     """Validation quality of each query encoder and search-space dimension tried (the device's hybrid search)."""
-    cands = sorted(search["encoders"], key=lambda e: (e["parameters"], e.get("dim", 0)))
-    metrics = (("known_item_success@5", "known-item success@5", "#4c72b0"),
-               ("intent_precision@10", "intent precision@10", "#55a868"),
-               ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"))
+    cands = sorted(encoders, key=lambda e: (e["parameters"], e.get("dim", 0)))
+    metrics = (
+        ("known_item_success@5", "known-item success@5", "#4c72b0"),
+        ("intent_precision@10", "intent precision@10", "#55a868"),
+        ("anchor_overlap@10", "top-10 overlap with MiniLM", "#c44e52"),
+    )
     fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(cands) + 2.5), 4.6))
     width = 0.26
     for j, (key, label, color) in enumerate(metrics):
@@ -89,8 +92,7 @@ def _search_sizes(search: Dict[str, Any], out: Path, plt, name: str = "search_qu
     ax.set_ylim(0, 1.12)
     ax.set_xlim(-0.7, len(cands) - 0.3)
     ax.set_ylabel("validation items' queries")
-    fig.suptitle(f"search quality by encoder and search-space size\n(chosen: {search['chosen'].split(':')[0]})",
-                 fontsize=10)
+    fig.suptitle(f"search quality by encoder and search-space size\n(chosen: {chosen.split(':')[0]})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / name, dpi=100)
@@ -98,18 +100,22 @@ def _search_sizes(search: Dict[str, Any], out: Path, plt, name: str = "search_qu
     return name
 
 
-def _plots(report: Dict[str, Any], out: Path) -> Dict[str, str]:
+def _plots(report: ConversionReport, out: Path) -> Dict[str, str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = {"quality_latency": _quality_latency(report, out, plt),
-             "index_recall": _index_recall(report["index"], out, plt, "index_recall.png", "item index")}
-    if "search" in report:
-        names["search_quality_size"] = _search_sizes(report["search"], out, plt)
+
+    names = {
+        "quality_latency": _quality_latency(report, out, plt),
+        "index_recall": _index_recall(report.index, out, plt, "index_recall.png", "item index"),
+    }
+    if report.search is not None:
+        names["search_quality_size"] = search_size_plot(report.search.encoders, report.search.chosen, out, plt)
     return names
 
 
-def _search_lines(s: Dict[str, Any], plots: Dict[str, str]) -> List[str]:
+def _search_lines(search: SearchReport, plots: Dict[str, str]) -> List[str]:
+    s = asdict(search)
     h, a, p = s["headline"], s["anchor_headline"], s["personalisation"]
     lines = ["", "## On-device search", "",
              f"Held-out items ({s['split']['heldout']}, never seen by the encoder): generated queries "
@@ -163,46 +169,66 @@ def _title_lines(t: Optional[Dict[str, Any]]) -> List[str]:
             f"{alone['anchor_overlap@10']:.3f} -> {chosen['anchor_overlap@10']:.3f} (the encoder alone -> hybrid)."]
 
 
-def write_report(report: Dict[str, Any], out: Union[str, Path]) -> Path:
+def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:
     """Write report.json, report.md and the plots into directory ``out``; return the Markdown path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "report.json", report)
+    atomic_write_json(out / "report.json", report.to_json())
     plots = _plots(report, out)
-    t = report["test"]
     cols = ["NDCG@10", "HR@10", "NDCG@20", "HR@20", "MRR", "coverage@10"]
-    lines = ["# edge-rec conversion report", "", f"Data: {report['dataset']}", f"Bundle: `{report['bundle']}` "
-             f"(version {report['bundle_version']}); conversion took {report['minutes']:.1f} min.", "",
-             "## Quality on the test split (leave-one-out, full ranking, seen items excluded)", "",
-             "| model | " + " | ".join(cols) + " | top-10 overlap with teacher |", "|---|" + "---:|" * (len(cols) + 1)]
-    for name, m in t.items():
-        ov = report["top10_overlap_with_teacher"].get(name)
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in cols) + f" | {'' if ov is None else f'{ov:.3f}'} |")
-    lat, sizes, idx = report["latency_ms"], report["sizes"], report["index"]
-    lines += ["", f"Bundle NDCG@10 / teacher NDCG@10 = **{report['ndcg_ratio_bundle_vs_teacher']:.3f}**. "
-              "The bundle row is the device path (int8 TFLite student, HNSW retrieval, int8 re-scoring); its MRR is MRR@20.", "",
-              f"![quality and latency]({plots['quality_latency']})", "",
-              "## Size and speed", "",
-              f"- TFLite student: **{sizes['tflite_bytes'] / 1024:.1f} KiB**; ops: {', '.join(report['ops'])}",
-              f"- Edge TPU compatible: **{'yes' if report['edgetpu_compatible'] else 'no'}**"
-              + ("" if report["edgetpu_compatible"] else f" ({'; '.join(report['edgetpu_blockers'])})"),
-              f"- Median latency per query, same run: teacher {lat['teacher (compiled user vector + exact scoring)']:.2f} ms (compiled with tf.function), "
-              f"student {lat['student (TFLite + HNSW top-10)']:.3f} ms: **{lat['speedup']:.0f}x faster**",
-              f"- Index: M={idx['M']}, ef_construction={idx['ef_construction']}, ef_search={idx['ef_search']}, "
-              f"recall@10 {idx['recall']:.4f} (target {idx['target']}); {sizes['index_bytes_per_item']:.0f} B/item on disk "
-              f"+ {sizes['item_table_bytes_per_item']:.0f} B/item int8 table",
-              f"- Golden cases reproduced by the runtime: {report['golden']['top_identical']}/{report['golden']['cases']} "
-              f"identical top-10, min cosine {report['golden']['min_cosine']:.5f}", "",
-              f"![index recall]({plots['index_recall']})", "",
-              "## Students tried", "", "| architecture | valid NDCG@10 fp32 | int8 | parity cosine | KiB | ms/query | float ops |",
-              "|---|---:|---:|---:|---:|---:|---|"]
-    for s in report["students"]:
-        lines.append(f"| {s['architecture']} | {s['valid_fp32']['NDCG@10']:.4f} | {s['valid_int8']['NDCG@10']:.4f} | "
-                     f"{s['parity']['cosine_mean']:.4f} | {s['tflite_bytes'] / 1024:.1f} | {s['latency_ms']:.3f} | "
-                     f"{', '.join(s['float_ops']) or 'none'} |")
-    lines += ["", f"Chosen: {report['chosen']}"]
-    if "search" in report:
-        lines += _search_lines(report["search"], plots)
+    lines = [
+        "# edge-rec conversion report",
+        "",
+        f"Data: {report.dataset}",
+        f"Bundle: `{report.bundle}` (version {report.bundle_version}); conversion took {report.minutes:.1f} min.",
+        "",
+        "## Quality on the test split (leave-one-out, full ranking, seen items excluded)",
+        "",
+        "| model | " + " | ".join(cols) + " | top-10 overlap with teacher |",
+        "|---|" + "---:|" * (len(cols) + 1),
+    ]
+    for name, q in report.test.models().items():
+        ov = q.overlap_with_teacher
+        lines.append(
+            f"| {LABELS[name]} | " + " | ".join(f"{q.metrics[c]:.4f}" for c in cols) + f" | {'' if ov is None else f'{ov:.3f}'} |"
+        )
+    lat, sizes, idx, golden = report.latency, report.sizes, report.index, report.golden
+    lines += [
+        "",
+        f"Bundle NDCG@10 / teacher NDCG@10 = **{report.ndcg_ratio:.3f}**. "
+        "The bundle row is the device path (int8 TFLite student, HNSW retrieval, int8 re-scoring); its MRR is MRR@20.",
+        "",
+        f"![quality and latency]({plots['quality_latency']})",
+        "",
+        "## Size and speed",
+        "",
+        f"- TFLite student: **{sizes.tflite_bytes / 1024:.1f} KiB**; ops: {', '.join(report.ops)}",
+        f"- Edge TPU compatible: **{'yes' if report.edgetpu_compatible else 'no'}**"
+        + ("" if report.edgetpu_compatible else f" ({'; '.join(report.edgetpu_blockers)})"),
+        f"- Median latency per query, same run ({lat.queries} test histories): teacher {lat.teacher_ms:.2f} ms "
+        f"(compiled with tf.function), student {lat.device_ms:.3f} ms: **{lat.speedup:.0f}x faster**",
+        f"- Index: M={idx.M}, ef_construction={idx.ef_construction}, ef_search={idx.ef_search}, "
+        f"recall@10 {idx.recall:.4f} (target {idx.target}); {sizes.index_bytes_per_item:.0f} B/item on disk "
+        f"+ {sizes.item_table_bytes_per_item:.0f} B/item int8 table",
+        f"- Golden cases reproduced by the runtime: {golden.top_identical}/{golden.cases} "
+        f"identical top-10, min cosine {golden.min_cosine:.5f}",
+        "",
+        f"![index recall]({plots['index_recall']})",
+        "",
+        "## Students tried",
+        "",
+        "| architecture | valid NDCG@10 fp32 | int8 | parity cosine | KiB | ms/query | float ops |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for st in report.students:
+        lines.append(
+            f"| {st.architecture} | {st.valid_fp32['NDCG@10']:.4f} | {st.valid_int8['NDCG@10']:.4f} | "
+            f"{st.parity['cosine_mean']:.4f} | {st.tflite_bytes / 1024:.1f} | {st.latency_ms:.3f} | "
+            f"{', '.join(st.float_ops) or 'none'} |"
+        )
+    lines += ["", f"Chosen: {report.chosen}"]
+    if report.search is not None:
+        lines += _search_lines(report.search, plots)
     lines.append("")
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
     return out / "report.md"

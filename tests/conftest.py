@@ -53,6 +53,7 @@ def converted(ml1m_slice, tmp_path_factory):
     """A teacher trained on the real slice and converted to a signed bundle (both student types tried)."""
     from converter.convert import ConvertConfig, convert
     from converter.data import leave_one_out, load_interactions
+    from converter.measure import measure
     from converter.student import StudentConfig
     from converter.teacher import SASRecConfig, train_sasrec
     from converter.text import TextEncoder
@@ -64,13 +65,38 @@ def converted(ml1m_slice, tmp_path_factory):
                               SASRecConfig(max_len=50, dim=32, max_epochs=4, eval_every=2, use_text=False),
                               log=lambda m: None)
     key, pub = generate_keypair(root / "keys")
-    config = ConvertConfig(student=StudentConfig(epochs=4, history_len=20, hidden=64), representative_cases=100,
-                           parity_cases=100, latency_queries=30, golden_cases=8, search=small_search_config(),
-                           search_eval_queries=200)
-    report = convert(data, split, teacher, root / "bundle", key, config, log=lambda m: None,
-                     text_encoder=TextEncoder(cache_dir=TEXT_CACHE), search_model_out=root / "search")
-    return {"root": root, "bundle": root / "bundle", "data": data, "split": split, "teacher": teacher, "key": key,
-            "pub": pub, "report": report, "search_model": root / "search"}
+    config = ConvertConfig(
+        student=StudentConfig(epochs=4, history_len=20, hidden=64),
+        representative_cases=100,
+        parity_cases=100,
+        latency_queries=30,
+        golden_cases=8,
+        search=small_search_config(),
+        search_eval_queries=200,
+    )
+    conversion = convert(
+        data,
+        split,
+        teacher,
+        root / "bundle",
+        key,
+        config,
+        log=lambda m: None,
+        text_encoder=TextEncoder(cache_dir=TEXT_CACHE),
+        search_model_out=root / "search",
+    )
+    report = measure(conversion, data, split, teacher, key, config, log=lambda m: None)
+    return {
+        "root": root,
+        "bundle": root / "bundle",
+        "data": data,
+        "split": split,
+        "teacher": teacher,
+        "key": key,
+        "pub": pub,
+        "report": report,
+        "search_model": root / "search",
+    }
 
 
 def small_search_config():

@@ -20,24 +20,41 @@ def copy_bundle(converted, tmp_path):
 
 def test_report_covers_every_stage(converted):
     r = converted["report"]
-    assert set(r["test"]) == {"popularity", "teacher", "student fp32", "student int8 + HNSW (bundle)"}
-    assert {s["architecture"] for s in r["students"]} == {"pool-mlp", "pool-recent", "attention"}
-    assert r["sizes"]["tflite_bytes"] < 500_000
-    assert r["index"]["recall"] >= 0.95
-    assert r["golden"]["passed"] and r["golden"]["cases"] == 8 + r["golden"]["search_cases"]
-    assert r["golden"]["search_cases"] == 6
-    for s in r["students"]:
-        assert s["parity"]["cosine_mean"] > 0.98
-    json.dumps(r)  # serialisable as the report JSON
+    assert set(r.test.models()) == {"popularity", "teacher", "student_fp32", "bundle"}
+    assert all(0.0 < q.metrics["NDCG@10"] < 1.0 for q in r.test.models().values())
+    assert r.test.teacher.overlap_with_teacher is None and 0.0 < r.test.bundle.overlap_with_teacher <= 1.0
+    assert {s.architecture for s in r.students} == {"pool-mlp", "pool-recent", "attention"}
+    assert r.sizes.tflite_bytes < 500_000
+    assert r.index.recall >= 0.95
+    assert r.golden.passed and r.golden.cases == 8 + r.golden.search_cases
+    assert r.golden.search_cases == 6
+    for s in r.students:
+        assert s.parity["cosine_mean"] > 0.98
+
+
+def test_report_json_reads_back_typed_and_old_reports_are_refused(converted, tmp_path):
+    from converter.conversion_report import ConversionReport, ReportError
+    from converter.report import write_report
+
+    r = converted["report"]
+    md = write_report(r, tmp_path / "report")
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    back = ConversionReport.from_json(data)
+    assert back == r and back.index.curves == r.index.curves  # int keys (M, ef) restored
+    assert data["ndcg_ratio"] == pytest.approx(r.ndcg_ratio) and data["golden_passed"] is True
+    assert "student int8 + HNSW (bundle)" in md.read_text() and (tmp_path / "report" / "quality_latency.png").is_file()
+    old = {"test": {"student int8 + HNSW (bundle)": {"NDCG@10": 0.1}}}
+    with pytest.raises(ReportError, match="edge-rec-conversion-report/2.*edge-rec convert"):
+        ConversionReport.from_json(old)
 
 
 def test_op_report_on_real_converter_output(converted):
-    students = {s["architecture"]: s for s in converted["report"]["students"]}
-    assert students["pool-mlp"]["float_ops"] == [] and students["pool-mlp"]["edgetpu_blockers"] == []
-    blockers = students["attention"]["edgetpu_blockers"]
+    students = {s.architecture: s for s in converted["report"].students}
+    assert students["pool-mlp"].float_ops == [] and students["pool-mlp"].edgetpu_blockers == []
+    blockers = students["attention"].edgetpu_blockers
     assert blockers, "the attention student uses BATCH_MATMUL, which the Edge TPU does not map"
     assert any("BATCH_MATMUL" in b for b in blockers)
-    for op in students["attention"]["float_ops"]:
+    for op in students["attention"].float_ops:
         assert f"float op {op}" in blockers
 
 
@@ -80,16 +97,16 @@ def test_tampered_manifest_and_wrong_key_are_rejected(converted, tmp_path):
 
 def test_bundle_version_moves_forward(converted, tmp_path):
     from converter.bundle import next_version
-    assert next_version(converted["root"] / "bundle") == converted["report"]["bundle_version"] + 1
+
+    assert next_version(converted["root"] / "bundle") == converted["report"].bundle_version + 1
     assert next_version(tmp_path / "none") == 1
-    lat = converted["report"]["latency_ms"]
-    student, teacher = lat["student (TFLite + HNSW top-10)"], lat["teacher (compiled user vector + exact scoring)"]
-    assert student > 0 and teacher > 0 and lat["speedup"] == pytest.approx(teacher / student)
+    lat = converted["report"].latency
+    assert lat.device_ms > 0 and lat.teacher_ms > 0 and lat.speedup == pytest.approx(lat.teacher_ms / lat.device_ms)
 
 
 def test_pool_recent_is_full_integer_and_edgetpu_mappable(converted):
-    s = {s["architecture"]: s for s in converted["report"]["students"]}["pool-recent"]
-    assert s["float_ops"] == [] and s["edgetpu_blockers"] == [], s["edgetpu_blockers"]
+    s = {s.architecture: s for s in converted["report"].students}["pool-recent"]
+    assert s.float_ops == [] and s.edgetpu_blockers == [], s.edgetpu_blockers
 
 
 def test_a_model_with_float_ops_is_not_edgetpu_compatible_and_the_op_is_named():

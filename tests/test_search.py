@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def titled(converted, n=40):
 
 
 def test_the_report_measures_search(converted):
-    s = converted["report"]["search"]
+    s = asdict(converted["report"].search)
     assert {e["name"] for e in s["encoders"]} == {"tiny", "tiny-bigrams"} and s["chosen"]
     assert s["float_ops"] == [] and s["edgetpu_blockers"] == [] and "FULLY_CONNECTED" in s["ops"]
     assert s["parity"]["cosine_mean"] >= 0.98
@@ -66,7 +67,7 @@ def test_known_items_are_found(rec, converted):
 
 
 def test_the_converter_chooses_the_title_weight_on_validation(converted, rec):
-    t = converted["report"]["search"]["title_matching"]
+    t = converted["report"].search.title_matching
     assert set(t["by_weight"]) >= {"0.0", "0.5"} and t["queries"] > 50
     assert t["weight"] == t["chosen"] == rec.bundle.manifest.search.title_weight
     total = {w: sum(v for v in h.values() if v is not None) for w, h in t["by_weight"].items()}
