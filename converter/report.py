@@ -152,7 +152,7 @@ def _search_lines(search: SearchReport, plots: Dict[str, str]) -> List[str]:
               "valid intent p@10 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for e in s["encoders"]:
         v = e["validation"]
-        lines.append(f"| {e['name']} | {e.get('dim', '')} | {e['vocab_size']} | {e['bigram_buckets']} | {e['parameters']:,} | "
+        lines.append(f"| {e['name']} | {e['dim']} | {e['vocab_size']} | {e['bigram_buckets']} | {e['parameters']:,} | "
                      f"{v['known_item_success@5']['all']:.4f} | {v['anchor_overlap@10']['all']:.4f} | "
                      f"{v['intent_precision@10']['all']:.4f} |")
     return lines + ["", f"![search quality against encoder size]({plots['search_quality_size']})"]
