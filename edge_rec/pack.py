@@ -122,6 +122,29 @@ def read_pack(path: Union[str, Path], kind: str) -> Pack:
     return Pack(path, kind, meta, sections)
 
 
+def intact_prefix(path: Union[str, Path], kind: str) -> int:
+    """How many leading bytes of a downloaded pack agree with its own header: the header and the sections
+    before the first damaged one. A download whose signed hash fails resumes from there instead of from
+    zero; the header is not trusted for anything else (the signed hash of the whole file still decides)."""
+    try:
+        pack = read_pack(path, kind)
+    except PackError:
+        return 0
+    with open(pack.path, "rb") as f:
+        for s in sorted(pack.sections.values(), key=lambda s: s.offset):
+            f.seek(s.offset)
+            h, left = hashlib.sha256(), s.size
+            while left:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                h.update(chunk)
+                left -= len(chunk)
+            if left or h.hexdigest() != s.sha256:
+                return s.offset
+    return 0  # every section matches the header yet the signed hash does not: the header itself is wrong
+
+
 def _entries(table: List[Any], where: str) -> Iterator["tuple[str, int, str]"]:
     for i, e in enumerate(table):
         ok = (isinstance(e, dict) and isinstance(e.get("name"), str) and type(e.get("size")) is int

@@ -16,17 +16,20 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, List, Optional, Union
 
 from . import failpoints
 from .bundle import Bundle, sha256_file
 from .channel import CHANNEL_NAME, MAX_CHANNEL_BYTES, Artifact, ChannelManifest
+from .delta import KIND as DELTA_KIND
 from .delta import apply_delta, read_delta
 from .errors import DeltaError, DownloadError, EdgeRecError, MissingFile, StaleChannel, SyncError
 from .golden import check_version
 from .manifest import Manifest
+from .pack import intact_prefix
 from .root import MAX_ROOT_BYTES, root_file
 from .signing import KeyLike, check_threshold, key_id, trusted_keys, verify
+from .snapshot import KIND as SNAPSHOT_KIND
 from .snapshot import unpack_snapshot
 from .state import DeviceState, State
 
@@ -56,10 +59,12 @@ class SyncStatus:
 
 
 def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Optional[str] = None,
-           exact: bool = True, progress: Callable[[int, int], None] = lambda have, size: None) -> None:
+           exact: bool = True, progress: Callable[[int, int], None] = lambda have, size: None,
+           keep_on_mismatch: Callable[[Path], int] = lambda out: 0) -> None:
     """Download ``url`` into ``out`` (appending to a partial file with a Range request), never more than
     ``size`` bytes, within the deadline; check the sha256 if given. With ``exact=False`` ``size`` is only
-    a cap (for the channel manifest, whose length nothing signed announces)."""
+    a cap (for the channel manifest, whose length nothing signed announces). When the hash fails,
+    ``keep_on_mismatch`` says how many leading bytes are worth keeping for the next attempt's Range request."""
     deadline = time.monotonic() + limits.grace + size / limits.min_rate
     have = out.stat().st_size if out.exists() and exact else 0
     if have > size:
@@ -113,8 +118,15 @@ def _fetch(url: str, out: Path, size: int, limits: Limits, expected_sha256: Opti
     if expected_sha256 is not None:
         digest, _ = sha256_file(out)
         if digest != expected_sha256:
-            out.unlink()
-            raise DownloadError(f"{url}: sha256 {digest[:12]}... differs from the signed {expected_sha256[:12]}...")
+            keep = keep_on_mismatch(out)
+            if keep > 0:
+                with open(out, "r+b") as f:
+                    f.truncate(keep)
+                    os.fsync(f.fileno())
+            else:
+                out.unlink()
+            raise DownloadError(f"{url}: sha256 {digest[:12]}... differs from the signed {expected_sha256[:12]}...; "
+                                + (f"re-fetching from byte {keep:,}" if keep > 0 else "starting over"))
 
 
 class SyncClient:
@@ -239,11 +251,22 @@ class SyncClient:
             raise DownloadError(f"{artifact.file} is {artifact.size} bytes, over this device's cap of "
                                 f"{self.limits.max_file_bytes}")
         out = self.device.downloads / f"{artifact.sha256}.part"
+        kind = SNAPSHOT_KIND if artifact.from_version is None else DELTA_KIND
+        kept: List[int] = []
+
+        def keep_on_mismatch(path: Path) -> int:
+            """Keep the sections that match the pack's header; start over if that made no progress last time."""
+            keep = intact_prefix(path, kind)
+            keep = 0 if kept and keep <= kept[-1] else keep
+            kept.append(keep)
+            return keep
+
         last: Optional[DownloadError] = None
         for _ in range(self.limits.attempts):
             try:
                 _fetch(self._file_url(artifact.file), out, artifact.size, self.limits, artifact.sha256,
-                       progress=lambda have, size: log(f"{artifact.file}: {have:,} of {size:,} bytes"))
+                       progress=lambda have, size: log(f"{artifact.file}: {have:,} of {size:,} bytes"),
+                       keep_on_mismatch=keep_on_mismatch)
                 failpoints.reached("download")
                 return out
             except DownloadError as e:

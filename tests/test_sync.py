@@ -26,7 +26,7 @@ from edge_rec.delta import DeltaError, apply_delta, read_delta
 from edge_rec.errors import IncompatibleBundleError
 from edge_rec.live import LiveRecommender
 from edge_rec.manifest import Manifest
-from edge_rec.pack import PackError
+from edge_rec.pack import PackError, intact_prefix, read_pack, write_pack
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.serve import serve_in_thread
 from edge_rec.signing import generate_keypair, load_private_key, sign
@@ -239,6 +239,10 @@ class Faulty(BaseHTTPRequestHandler):
             sent[-1][2] = cut
             self.connection.shutdown(2)
             return
+        if self.mode.startswith("corrupt") and self.path.endswith(".pack") \
+                and not any(path.endswith(".pack") for path, _, _ in sent[:-1]):  # the first pack response only
+            at = 20 if self.mode == "corrupt-header" else len(body) - 10  # the header, or the last section
+            body = body[:at] + bytes([body[at] ^ 0xFF]) + body[at + 1:]
         self.wfile.write(body)
         sent[-1][2] = len(body)
 
@@ -295,6 +299,37 @@ def test_dropped_connections_resume_or_restart_cleanly(faulty, mode):
         assert sum(n for _, n in packs) == size, (packs, size)
     else:  # the client asked to resume; the server ignored or broke Range, so it started over and finished
         assert packs[1][0] == partial and sum(n for _, n in packs[1:]) >= size, (packs, size)
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "corrupt-header"])
+def test_a_corrupted_body_is_refetched_from_its_first_damaged_section(faulty, mode):
+    faulty["handler"].mode = mode
+    s = client(faulty, limits=Limits(connect_timeout=2.0, attempts=3)).sync_once()
+    assert s.state == "updated", s.line()
+    snapshot = ChannelManifest.from_bytes((faulty["dir"] / CHANNEL_NAME).read_bytes()).snapshot
+    pack = read_pack(faulty["dir"] / snapshot.file, "snapshot")
+    packs = [(start, n) for path, start, n in faulty["handler"].sent if path.endswith(".pack")]
+    assert len(packs) == 2 and packs[0] == (None, snapshot.size), packs
+    if mode == "corrupt":  # only the damaged (last) section came again, by Range
+        last = max(pack.sections.values(), key=lambda sec: sec.offset)
+        assert packs[1] == (last.offset, snapshot.size - last.offset), (packs, last)
+    else:  # a damaged header vouches for nothing: the whole file again
+        assert packs[1] == (None, snapshot.size), packs
+
+
+def test_intact_prefix_keeps_the_sections_before_the_first_damaged_one(tmp_path):
+    path = tmp_path / "x.pack"
+    write_pack(path, "snapshot", {}, {"a": b"a" * 100, "b": b"b" * 100, "c": b"c" * 100})
+    pack, good = read_pack(path, "snapshot"), path.read_bytes()
+    assert intact_prefix(path, "snapshot") == 0  # nothing damaged: the signed hash failing means the header lies
+    for name in "abc":
+        damaged = bytearray(good)
+        damaged[pack.sections[name].offset + 50] ^= 1
+        path.write_bytes(bytes(damaged))
+        assert intact_prefix(path, "snapshot") == pack.sections[name].offset
+    path.write_bytes(good[:-1])  # short: the header no longer adds up
+    assert intact_prefix(path, "snapshot") == 0
+    assert intact_prefix(tmp_path / "missing.pack", "snapshot") == 0
 
 
 class _FullFile:
