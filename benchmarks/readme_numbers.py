@@ -161,7 +161,7 @@ def fleet() -> str:
         f"{faults.get('stall', 0)} stalled, {faults.get('corrupt', 0)} corrupted ({100 * f['fault_share']:.1f}% dropped "
         f"or stalled, {100 * f['corrupt_share']:.1f}% corrupted). At the end {100 * f['on_latest_at_end']:.0f}% of the "
         f"devices were on version {f['versions']}, with {f['corrupt_installs']} corrupt or half-applied installs; the "
-        f"slowest device ({slow['group']}) got there after {slow['rounds']} syncs and {slow['seconds']:.0f} s, the whole "
+        f"slowest device ({slow['group']}) got there after {slow['rounds']} sync{'' if slow['rounds'] == 1 else 's'} and {slow['seconds']:.0f} s, the whole "
         f"fleet in {f['wall_s']:.0f} s{_at_a_time(f)}. Each delta changes {100 * f['changed_fraction']:.0f}% of the catalog.", "",
         *rows, "", source(f, "fleet.json")])
 
