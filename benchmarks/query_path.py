@@ -33,7 +33,9 @@ STAGES = {
     "history (SQLite)": [("history.py", "*"), ("~", "sqlite3")],
     "student invoke": [("~", "Invoke"), ("interpreter.py", "invoke")],
     "hnswlib query": [("~", "knn_query")],
-    "metadata (JSON lines)": [("items.py", "metadata"), ("~", "posix.pread"), ("json", "*"), ("decoder.py", "*")],
+    "metadata (JSON lines)": [("items.py", "metadata"), ("items.py", "metadata_rows"), ("items.py", "_read"),
+                              ("~", "posix.pread"), ("~", "'decode' of 'bytes'"), ("~", "scanner"), ("json", "*"),
+                              ("decoder.py", "*")],
 }
 
 

@@ -9,7 +9,7 @@ import bisect
 import struct
 import threading
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Collection, Optional, Tuple
 
 import numpy as np
 
@@ -134,42 +134,42 @@ class ItemIndex:
         if self._index.get_current_count() != spec.count:
             raise IncompatibleBundleError(f"the index holds {self._index.get_current_count()} items, the manifest says {spec.count}")
         self._index.set_ef(spec.ef_search)
+        self._ef = spec.ef_search
         self._lock = threading.Lock()
 
     @property
     def count(self) -> int:
         return self._index.element_count
 
-    def search(self, query: np.ndarray, k: int, exclude: Optional[np.ndarray] = None, ef: Optional[int] = None
+    def search(self, query: np.ndarray, k: int, exclude: Optional[Collection[int]] = None, ef: Optional[int] = None
                ) -> Tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` (rows, distances) nearest to ``query``, best first, never returning a row in ``exclude``.
+        """Up to ``k`` (rows, distances) nearest to ``query``, best first, never returning a row in ``exclude``
+        (rows as an array, or a set or mapping of them: a device's seen rows are kept as one between requests).
 
         First an unfiltered search for a few more than ``k`` rows, excluded ones dropped afterwards;
         only when too many of them were excluded does hnswlib's per-node filter (a Python callback,
         several times slower) run. Raises ItemIndexError if the graph cannot yield ``k`` rows.
         """
-        skip = np.sort(np.asarray(exclude, dtype=np.int64)) if exclude is not None and len(exclude) else np.zeros(0, np.int64)
-        distinct = len(skip) - int(np.count_nonzero(skip[1:] == skip[:-1]))
-        n = min(k, self.count - distinct)
+        skip = _row_set(exclude)
+        n = min(k, self.count - len(skip))
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query = np.asarray(query, np.float32).reshape(1, -1)
         ef = max(ef or self.spec.ef_search, n)
-        fetch = n + min(distinct, FETCH_EXTRA * n)
+        fetch = n + min(len(skip), FETCH_EXTRA * n)
         with self._lock:
             try:
                 labels, dist = self._query(query, fetch, max(ef, fetch), None)
-                if len(skip):
-                    pos = np.minimum(np.searchsorted(skip, labels), len(skip) - 1)
-                    keep = np.flatnonzero(skip[pos] != labels)[:n]
+                if not skip:
+                    if len(labels) >= n:
+                        return labels[:n], dist[:n]
                 else:
-                    keep = np.arange(min(n, len(labels)))
-                if len(keep) == n:
-                    return labels[keep], dist[keep]
+                    keep = [i for i, label in enumerate(labels.tolist()) if label not in skip][:n]
+                    if len(keep) == n:
+                        return labels[keep], dist[keep]
             except ItemIndexError:
                 pass
-            skipped = set(skip.tolist())
-            allowed = (lambda label: label not in skipped) if skipped else None
+            allowed = (lambda label: label not in skip) if skip else None
             while True:
                 try:
                     return self._query(query, n, ef, allowed)
@@ -179,9 +179,20 @@ class ItemIndex:
                     ef = min(self.count, ef * 4)
 
     def _query(self, query: np.ndarray, n: int, ef: int, allowed) -> Tuple[np.ndarray, np.ndarray]:
-        self._index.set_ef(ef)
+        if ef != self._ef:
+            self._index.set_ef(ef)
+            self._ef = ef
         try:
             labels, dist = self._index.knn_query(query, k=n, filter=allowed)
         except RuntimeError as e:
             raise ItemIndexError(f"the index cannot return {n} neighbours: {e}") from None
-        return labels[0].astype(np.int64), dist[0].astype(np.float32)
+        return labels[0].astype(np.int64), dist[0].astype(np.float32, copy=False)
+
+
+def _row_set(exclude: Optional[Collection[int]]) -> Collection[int]:
+    """``exclude`` as something with fast ``in`` and a distinct count: sets and mappings as they are."""
+    if isinstance(exclude, (set, frozenset, dict)):
+        return exclude
+    if exclude is None or len(exclude) == 0:
+        return frozenset()
+    return set(np.asarray(exclude, dtype=np.int64).reshape(-1).tolist())

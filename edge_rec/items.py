@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,6 +20,7 @@ from .errors import IncompatibleBundleError, ItemIndexError
 from .quant import dequantize_rows
 
 TOMBSTONE = ""  # the id of a deleted row
+_DECODER = json.JSONDecoder()
 
 
 def metadata_line(metadata: Dict[str, Any]) -> bytes:
@@ -69,7 +71,7 @@ class ItemTable:
         self.metadata_path = metadata_path
         self._offsets: Optional[np.ndarray] = None
         self._fd: Optional[int] = None
-        self._cache: Dict[int, Dict[str, Any]] = {}
+        self._cache: "OrderedDict[int, Dict[str, Any]]" = OrderedDict()  # an LRU of decoded rows
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -99,27 +101,42 @@ class ItemTable:
 
     def metadata(self, row: int) -> Dict[str, Any]:
         """The metadata object of one row (empty if the bundle has none for it); recently used rows are cached."""
+        return self.metadata_rows([row])[0]
+
+    def metadata_rows(self, rows: Sequence[int]) -> List[Dict[str, Any]]:
+        """The metadata objects of several rows (each a copy: callers may change them)."""
         if self.metadata_path is None:
-            return {}
-        cached = self._cache.get(row)
-        if cached is not None:
-            return dict(cached)
+            return [{} for _ in rows]
+        cache = self._cache
+        with self._lock:
+            found = [cache.get(r) for r in rows]
+            for r, value in zip(rows, found):
+                if value is not None:
+                    cache.move_to_end(r)
+        return [dict(value) if value is not None else self._read(r) for r, value in zip(rows, found)]
+
+    def _read(self, row: int) -> Dict[str, Any]:
+        """Decode one row's line from the file and cache it (least recently used rows leave first)."""
         with self._lock:
             if self._offsets is None:
                 self._offsets = self._index_lines()
                 self._fd = os.open(self.metadata_path, os.O_RDONLY)
-        offsets = self._offsets
+            offsets, fd = self._offsets, self._fd
         if not 0 <= row < len(offsets) - 1:
             return {}
-        line = os.pread(self._fd, int(offsets[row + 1] - offsets[row]), int(offsets[row]))
-        try:
-            value = json.loads(line)
-        except ValueError:
+        line = os.pread(fd, int(offsets[row + 1] - offsets[row]), int(offsets[row]))
+        try:  # raw_decode on text: a third of json.loads(bytes)'s time on a short line
+            text = line.decode("utf-8")
+            value, end = _DECODER.raw_decode(text)
+            if text[end:].strip():
+                raise ValueError("extra data")
+        except ValueError:  # UnicodeDecodeError is one too
             raise ItemIndexError(f"{self.metadata_path.name}: line {row + 1} is not JSON") from None
         value = value if isinstance(value, dict) else {}
-        if len(self._cache) >= self.CACHE_ROWS:
-            self._cache.clear()
-        self._cache[row] = value
+        with self._lock:
+            self._cache[row] = value
+            if len(self._cache) > self.CACHE_ROWS:
+                self._cache.popitem(last=False)
         return dict(value)
 
     def all_metadata(self) -> List[Dict[str, Any]]:

@@ -6,13 +6,15 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from .bundle import Bundle
 from .errors import ManifestError, SearchUnavailableError
 from .history import HistoryStore
+from .history_rows import HistoryRows
 from .index import ItemIndex
 from .items import ItemTable
 from .model import StudentModel
@@ -54,7 +56,7 @@ class EdgeRecommender:
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
         self._titles: Optional[TitleIndex] = None
-        self._device_rows: Optional[Tuple[List[str], np.ndarray]] = None  # the last device history and its rows
+        self._device_rows: "WeakKeyDictionary[HistoryStore, HistoryRows]" = WeakKeyDictionary()  # per history store
         self._titles_lock = threading.Lock()
         if m.search is not None:
             s = m.search
@@ -103,8 +105,8 @@ class EdgeRecommender:
         """The student's query for a history given as item-table rows, oldest first."""
         return self.model.query(self.items.dequantized(rows))
 
-    def _popular(self, k: int, exclude: np.ndarray, match) -> Tuple[np.ndarray, np.ndarray]:
-        skip = set(exclude.tolist()) | set(self.items.deleted.tolist())
+    def _popular(self, k: int, exclude: Collection[int], match) -> Tuple[np.ndarray, np.ndarray]:
+        skip = set(np.fromiter(exclude, np.int64, len(exclude)).tolist()) | set(self.items.deleted.tolist())
         rows = [r for r in self.items.popularity if r not in skip]
         if match is not None:
             rows = [r for r in rows if match(self.items.metadata(int(r)))]
@@ -112,44 +114,34 @@ class EdgeRecommender:
         return rows, np.zeros(len(rows), np.float32)
 
     def recommend_rows(self, rows: np.ndarray, k: int = 10, exclude_seen: bool = True, filter: Filter = None,
-                       exclude: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` (rows, scores) for a history of rows; popularity order when the history is empty."""
+                       exclude: Optional[Collection[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (rows, scores) for a history of rows; popularity order when the history is empty.
+        With ``exclude_seen``, the rows in ``exclude`` (default: the history's) are never returned."""
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         rows = np.asarray(rows, dtype=np.int64)
-        seen = (rows if exclude is None else np.concatenate([rows, exclude])) if exclude_seen else np.zeros(0, np.int64)
+        seen = (rows if exclude is None else exclude) if exclude_seen else ()
         match = matcher(filter)
         if len(rows) == 0:
             return self._popular(k, seen, match)
         q = self.query_vector(rows[-self.history_len:])
         return self.retriever.top(q, k, seen, match)
 
-    def _history_rows(self, history: Optional[Sequence[str]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _history_rows(self, history: Optional[Sequence[str]]) -> Tuple[np.ndarray, Optional[Collection[int]]]:
+        """The rows the model reads, and the rows that count as seen (None: the same)."""
         if history is not None:
             return self.items.rows(history, strict=False), None
         if self.history is None:
             return np.zeros(0, np.int64), None
-        recent = self.history.last(max(self.policy.seen_window, self.history_len))
-        aligned = self._aligned_rows(recent)
+        window = self._device_rows.get(self.history)
+        if window is None:
+            window = self._device_rows.setdefault(self.history, HistoryRows(self.items))
+        window.update(self.history.last(max(self.policy.seen_window, self.history_len)))
+        aligned = window.aligned[-4 * self.history_len:]  # enough to fill the model's window after unknown ids
         rows = aligned[aligned >= 0]
-        return rows[-self.history_len:], rows
-
-    def _aligned_rows(self, ids: List[str]) -> np.ndarray:
-        """Rows of the device history's ids (-1: not in the catalog), mapped once: between two requests
-        the history usually gained an event or two at its end, and only those are looked up."""
-        known = self._device_rows
-        if known is not None:
-            old_ids, old_rows = known
-            for new in range(4):  # the window moved by ``new`` events
-                keep = len(ids) - new
-                if 0 < keep <= len(old_ids) and ids[keep - 1] is old_ids[-1] and ids[:keep] == old_ids[len(old_ids) - keep:]:
-                    tail = self.items.aligned_rows(ids[keep:])
-                    aligned = np.concatenate([old_rows[len(old_ids) - keep:], tail])
-                    self._device_rows = (ids, aligned)
-                    return aligned
-        aligned = self.items.aligned_rows(ids)
-        self._device_rows = (ids, aligned)
-        return aligned
+        if len(rows) < self.history_len and len(aligned) < len(window.aligned):
+            rows = window.aligned[window.aligned >= 0]
+        return rows[-self.history_len:], window.seen
 
     def recommend(self, k: int = 10, history: Optional[Sequence[str]] = None, exclude_seen: bool = True,
                   filter: Filter = None) -> List[Recommendation]:
@@ -262,7 +254,9 @@ class EdgeRecommender:
         return self.query_encoder.encode(query)
 
     def _results(self, rows: np.ndarray, scores: np.ndarray) -> List[Recommendation]:
-        return [Recommendation(self.items.ids[r], float(sc), self.items.metadata(int(r))) for r, sc in zip(rows, scores)]
+        rows = rows.tolist()
+        ids = self.items.ids
+        return [Recommendation(ids[r], sc, meta) for r, sc, meta in zip(rows, scores.tolist(), self.items.metadata_rows(rows))]
 
     def check_golden(self, tolerant: bool = False) -> "GoldenResult":
         """Replay the manifest's golden cases (see :func:`edge_rec.golden.replay`)."""

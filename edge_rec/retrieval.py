@@ -4,7 +4,7 @@ when a request covers much of the catalog. recommend, similar_items and search a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -55,9 +55,9 @@ class Retriever:
                  policy: RetrievalPolicy) -> None:
         self.index, self.vectors, self.items, self.policy = index, vectors, items, policy
 
-    def top(self, q: np.ndarray, k: int, exclude: np.ndarray, match: Match = None) -> Tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` rows for query ``q``, never one in ``exclude`` or deleted; with ``match``, only rows
-        whose metadata match (fewer than ``k`` when fewer do)."""
+    def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` rows for query ``q``, never one in ``exclude`` (an array, set or mapping of rows) or
+        deleted; with ``match``, only rows whose metadata match (fewer than ``k`` when fewer do)."""
         p = self.policy
         want = k if match is None else max(p.filter_fetch * k, p.min_fetch)
         while True:
@@ -82,8 +82,9 @@ class Retriever:
         order = np.argsort(-scores, kind="stable")
         return cand[order], scores[order].astype(np.float32)
 
-    def _exact(self, q: np.ndarray, k: int, exclude: np.ndarray, match: Match) -> np.ndarray:
+    def _exact(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match) -> np.ndarray:
         """Brute force over the whole table: for answers that cover much of the catalog."""
+        exclude = np.fromiter(exclude, np.int64, len(exclude))
         scores = self.vectors(np.arange(len(self.items))) @ q
         scores[exclude] = -np.inf
         scores[self.items.deleted] = -np.inf

@@ -165,6 +165,72 @@ def test_recommend_reads_the_device_history(converted, tmp_path):
     assert [r.item_id for r in rec.recommend(k=10)] == [r.item_id for r in rec.recommend(k=10, history=hist)]
 
 
+def test_history_rows_follow_a_sliding_window_exactly(rec):
+    """The incrementally kept rows and seen counts equal a fresh mapping after every kind of move."""
+    from collections import Counter
+
+    from edge_rec.history_rows import HistoryRows
+    rng = np.random.default_rng(0)
+    catalog = [i for i in rec.items.ids if i]
+    pool = catalog[:40] + ["not-in-the-catalog"]
+    window, rows = [], HistoryRows(rec.items)
+    for step in range(400):
+        move = rng.integers(0, 5)
+        if move < 3:  # append one to three events, dropping the oldest beyond 25 (a full window slides)
+            window = (window + [pool[int(j)] for j in rng.integers(0, len(pool), move + 1)])[-25:]
+        elif move == 3:  # another writer: the store re-read the database, new string objects
+            window = [i.encode().decode() for i in window]
+        else:  # more than MAX_SHIFT new events at once
+            window = (window + [pool[int(j)] for j in rng.integers(0, len(pool), 7)])[-25:]
+        rows.update(list(window))
+        expected = rec.items.aligned_rows(window)
+        assert np.array_equal(rows.aligned, expected), step
+        assert rows.seen == dict(Counter(r for r in expected.tolist() if r >= 0)), step
+
+
+def test_device_history_recommendations_match_explicit_ones_across_stores(converted, rec, tmp_path):
+    """One recommender serving two alternating history stores (two profiles on a kiosk) keeps each one's
+    window apart: every answer equals the one for the same history given explicitly."""
+    split, items = converted["split"], converted["data"].items
+    stores, histories = [], []
+    for u in range(2):
+        store = HistoryStore(tmp_path / f"h{u}.db")
+        hist = [items[i].id for i in split.test.histories[u][-15:]]
+        for t, item in enumerate(hist):
+            store.record(item, ts=t)
+        stores.append(store)
+        histories.append(hist)
+    try:
+        for tap in range(6):
+            for u in range(2):
+                item = histories[1 - u][tap]  # the other user's item: new to this one
+                stores[u].record(item, ts=100 + tap)
+                histories[u].append(item)
+                rec.history = stores[u]
+                got = [r.item_id for r in rec.recommend(k=10)]
+                assert got == [r.item_id for r in rec.recommend(k=10, history=histories[u])], (tap, u)
+                assert not set(got) & set(histories[u])
+    finally:
+        rec.history = None
+        for store in stores:
+            store.close()
+
+
+def test_metadata_cache_is_a_bounded_lru_of_copies(rec, monkeypatch):
+    monkeypatch.setattr(type(rec.items), "CACHE_ROWS", 4)
+    rec.items._cache.clear()
+    first = rec.items.metadata(0)
+    first["title"] = "changed by the caller"
+    assert rec.items.metadata(0)["title"] != "changed by the caller"
+    for r in range(1, 5):
+        rec.items.metadata(r)
+    assert list(rec.items._cache) == [1, 2, 3, 4]  # row 0, least recently used, left first
+    rec.items.metadata(1)
+    rec.items.metadata(5)
+    assert list(rec.items._cache) == [3, 4, 1, 5]
+    assert rec.items.metadata_rows([5, 0, 5]) == [rec.items.metadata(5), rec.items.metadata(0), rec.items.metadata(5)]
+
+
 def test_missing_interpreter_is_a_clear_error():
     with pytest.raises(ModelError, match="no TFLite interpreter"):
         load_backend("no_such_backend")
