@@ -179,9 +179,9 @@ def _device_demo(root: Path, bundle: Path, key: Path, dataset, split) -> None:
     device = LiveRecommender(root / "device", key.with_suffix(".pub"))
     history = [dataset.items[i].id for i in split.test.histories[0]]
     print(f"a user who watched {len(history)} items, most recently: "
-          + "; ".join(dataset.items[i].title for i in split.test.histories[0][-3:]))
+          + "; ".join(dataset.items[i].title or dataset.items[i].id for i in split.test.histories[0][-3:]))
     for i, r in enumerate(device.recommend(k=5, history=history), 1):
-        print(f"  {i}. {r.metadata.get('title', r.item_id)}  ({r.score:.3f})")
+        print(f"  {i}. {r.metadata.get('title') or r.item_id}  ({r.score:.3f})")
 
 
 def _saved_teacher(path: str, dataset):

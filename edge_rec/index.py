@@ -164,7 +164,7 @@ class ItemIndex:
                     if len(labels) >= n:
                         return labels[:n], dist[:n]
                 else:
-                    keep = [i for i, label in enumerate(labels.tolist()) if label not in skip][:n]
+                    keep = np.array([i for i, label in enumerate(labels.tolist()) if label not in skip][:n], np.intp)
                     if len(keep) == n:
                         return labels[keep], dist[keep]
             except ItemIndexError:
