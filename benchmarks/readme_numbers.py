@@ -245,9 +245,23 @@ def query_path() -> str:
         f"manifest sha256 {now['machine']['bundle_manifest_sha256'][:12]}.</sub>"])
 
 
+def index_peers() -> str:
+    r = load("index_peers.json")
+    rows = [f"| store ({r['items']:,} items, {r['dim']}-d) | bytes/item on disk | narrowest search width with recall@10 "
+            "≥ 0.95 | recall@10 there | median ms per query |", "| --- | ---: | ---: | ---: | ---: |"]
+    for s in r["stores"]:
+        good = [p for p in s["points"] if p["recall@10"] >= 0.95]
+        p = good[0] if good else max(s["points"], key=lambda p: p["recall@10"])
+        width = str(p["width"]) if good else f"none (best: {p['width']})"
+        rows.append(f"| {s['store']} | {s['bytes_per_item']:.0f} | {width} | {p['recall@10']:.3f} | {p['query_ms_p50']:.3f} |")
+    return "\n".join(rows + ["", source(r, "index_peers.json") + f" <sub>{r['queries']} queries; manifest sha256 "
+                                   f"{r['machine']['bundle_manifest_sha256'][:12]}.</sub>"])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
-                                        "search-alone": search_alone, "query-path": query_path}
+                                        "search-alone": search_alone, "query-path": query_path,
+                                        "index-peers": index_peers}
 
 
 def render(text: str) -> str:

@@ -104,6 +104,8 @@ def test_page_shows_recommendations_and_a_tap_updates_them(chromium, kiosk, tmp_
     after = cards(page, "for-you")
     assert kiosk["app"].history.last(1) == [picked]  # the tap was recorded on the device
     assert after != before and picked not in after  # the list moved with the new history
+    # "because you picked" is a second request the page sends alongside the list: wait for its render too
+    page.wait_for_function("document.querySelectorAll('#because .card').length > 0")
     assert page.is_visible("#because-section") and cards(page, "because")
     page.screenshot(path=str(tmp_path / "kiosk.png"))
     assert all(u.startswith(kiosk["url"]) for u in requested), [u for u in requested if not u.startswith(kiosk["url"])]
