@@ -172,27 +172,21 @@ def plot(result: Dict, path: Path) -> None:
 
 
 def main() -> int:
+    from synthetic import add_grown_bundle_args, grown_bundle
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", required=True)
-    p.add_argument("--key", required=True, help="private key (to sign the grown bundle); its .pub verifies it")
-    p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--grown", help="reuse (or keep) the grown bundle in this directory")
-    p.add_argument("--data", help="MovieLens-1M folder (default: the usual places)")
+    add_grown_bundle_args(p)
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--widths", default="16,32,48,64,96,128,192,256", help="search widths (ef) to sweep")
     p.add_argument("--out", default=str(HERE / "results" / "index_peers.json"))
     args = p.parse_args()
     from runtime_latency import real_histories
-    from synthetic import grow_bundle
 
     from converter.index import exact_topk
     from converter.provenance import machine_record
     from edge_rec.recommender import EdgeRecommender
     histories, _ = real_histories(args.data, 2 * args.queries)
     with tempfile.TemporaryDirectory() as tmp:
-        grown = Path(args.grown) if args.grown else Path(tmp) / "grown"
-        if not (grown / "manifest.json").is_file():
-            grow_bundle(args.bundle, grown, args.key, args.items, histories[:300])
+        grown = grown_bundle(args, tmp, histories[:300])
         with EdgeRecommender.open(grown, Path(args.key).with_suffix(".pub")) as rec:
             table, scales = rec.items.vectors, rec.items.scales
             vectors = rec.items.dequantized(np.arange(len(rec.items)))

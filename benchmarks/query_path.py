@@ -133,27 +133,21 @@ def plot(now: dict, before: dict, path: Path) -> None:
 
 
 def main() -> int:
+    from synthetic import add_grown_bundle_args, grown_bundle
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", required=True)
-    p.add_argument("--key", required=True, help="private key (to sign the grown bundle); its .pub is used to verify")
-    p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--grown", help="reuse (or keep) the grown bundle in this directory")
-    p.add_argument("--data", help="MovieLens-1M folder (default: the usual places)")
+    add_grown_bundle_args(p)
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--compare", help="an earlier query_path.json: plotted as 'before'")
     p.add_argument("--out", default=str(HERE / "results" / "query_path.json"))
     args = p.parse_args()
     from runtime_latency import real_histories
-    from synthetic import grow_bundle
 
     from converter.provenance import machine_record
-    bundle, key = Path(args.bundle), Path(args.key)
+    key = Path(args.key)
     histories, _ = real_histories(args.data, 2 * args.queries)
     tuning, timed = histories[:args.queries], histories[args.queries:]
     with tempfile.TemporaryDirectory() as tmp:
-        grown = Path(args.grown) if args.grown else Path(tmp) / "grown"
-        if not (grown / "manifest.json").is_file():
-            grow_bundle(bundle, grown, key, args.items, tuning)
+        grown = grown_bundle(args, tmp, tuning)
         result = {"machine": machine_record(grown), "items": args.items, **measure(grown, key.with_suffix(".pub"), timed)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ way around the same base items (then L2-normalised, as search vectors are).
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -93,3 +94,21 @@ def catalog_change(rec: EdgeRecommender, fraction: float, seed: int = 0, tag: st
         s_fresh, _ = synthetic_vectors(table, n - len(rows), seed=seed + 2)
         search = dict(zip(ups, np.concatenate([s_moved, s_fresh])))
     return changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted], search)
+
+
+def add_grown_bundle_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of a benchmark that runs on a real bundle grown to a synthetic catalog."""
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--key", required=True, help="private key (to sign the grown bundle); its .pub verifies it")
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--grown", help="reuse (or keep) the grown bundle in this directory")
+    p.add_argument("--data", help="MovieLens-1M folder (default: the usual places)")
+
+
+def grown_bundle(args: argparse.Namespace, tmp: Union[str, Path], tuning: Sequence[Sequence[str]]) -> Path:
+    """The grown bundle at ``--grown`` if one is there, else ``--bundle`` grown to ``--items`` (index tuned on
+    ``tuning`` histories) and kept at ``--grown`` or in ``tmp``."""
+    grown = Path(args.grown) if args.grown else Path(tmp) / "grown"
+    if not (grown / "manifest.json").is_file():
+        grow_bundle(args.bundle, grown, args.key, args.items, tuning)
+    return grown
