@@ -134,7 +134,6 @@ class ItemIndex:
         if self._index.get_current_count() != spec.count:
             raise IncompatibleBundleError(f"the index holds {self._index.get_current_count()} items, the manifest says {spec.count}")
         self._index.set_ef(spec.ef_search)
-        self._ef = spec.ef_search
         self._lock = threading.Lock()
 
     @property
@@ -179,9 +178,7 @@ class ItemIndex:
                     ef = min(self.count, ef * 4)
 
     def _query(self, query: np.ndarray, n: int, ef: int, allowed) -> Tuple[np.ndarray, np.ndarray]:
-        if ef != self._ef:
-            self._index.set_ef(ef)
-            self._ef = ef
+        self._index.set_ef(ef)
         try:
             labels, dist = self._index.knn_query(query, k=n, filter=allowed)
         except RuntimeError as e:
