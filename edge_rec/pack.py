@@ -13,7 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Mapping, Union
 
 from .errors import PackError
 
@@ -51,17 +51,9 @@ class Pack:
     def copy_to(self, name: str, out: BinaryIO) -> None:
         """Stream a section into ``out`` (for large files), checking its hash."""
         s = self._section(name)
-        h, left = hashlib.sha256(), s.size
         with open(self.path, "rb") as f:
-            f.seek(s.offset)
-            while left:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                h.update(chunk)
-                out.write(chunk)
-                left -= len(chunk)
-        if left or h.hexdigest() != s.sha256:
+            intact = _stream_section(f, s, out.write)
+        if not intact:
             raise PackError(f"{self.path.name}: section {name!r} is damaged (size or sha256 differs from its header)")
 
     def _section(self, name: str) -> Section:
@@ -132,17 +124,24 @@ def intact_prefix(path: Union[str, Path], kind: str) -> int:
         return 0
     with open(pack.path, "rb") as f:
         for s in sorted(pack.sections.values(), key=lambda s: s.offset):
-            f.seek(s.offset)
-            h, left = hashlib.sha256(), s.size
-            while left:
-                chunk = f.read(min(CHUNK, left))
-                if not chunk:
-                    break
-                h.update(chunk)
-                left -= len(chunk)
-            if left or h.hexdigest() != s.sha256:
+            if not _stream_section(f, s):
                 return s.offset
     return 0  # every section matches the header yet the signed hash does not: the header itself is wrong
+
+
+def _stream_section(f: BinaryIO, s: Section, sink: Callable[[bytes], Any] = lambda chunk: None) -> bool:
+    """Read section ``s`` of the open pack ``f`` in chunks (each also given to ``sink``): whether its size
+    and sha256 are what the header says."""
+    f.seek(s.offset)
+    h, left = hashlib.sha256(), s.size
+    while left:
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            break
+        h.update(chunk)
+        sink(chunk)
+        left -= len(chunk)
+    return not left and h.hexdigest() == s.sha256
 
 
 def _entries(table: List[Any], where: str) -> Iterator["tuple[str, int, str]"]:

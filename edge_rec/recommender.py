@@ -106,7 +106,7 @@ class EdgeRecommender:
         return self.model.query(self.items.dequantized(rows))
 
     def _popular(self, k: int, exclude: Collection[int], match) -> Tuple[np.ndarray, np.ndarray]:
-        skip = set(np.fromiter(exclude, np.int64, len(exclude)).tolist()) | set(self.items.deleted.tolist())
+        skip = set(map(int, exclude)) | set(self.items.deleted.tolist())
         rows = [r for r in self.items.popularity if r not in skip]
         if match is not None:
             rows = [r for r in rows if match(self.items.metadata(int(r)))]
