@@ -1,10 +1,11 @@
 """On-device search quality on MovieLens-1M without a teacher: what `edge-rec convert` builds for search
 (tokenizer, int8 query encoder, search space), measured on the held-out items' generated queries the
-way the device ranks them (int8 encoder + title matching), in minutes instead of a full conversion.
+way the device ranks them (int8 encoder + title matching + the genres and decades a query names), in
+minutes instead of a full conversion.
 
 Ranking here uses exact search over the item search vectors where the device uses its hnswlib index
-(recall@10 about 0.97 or more), so the numbers are the search's, not the index's. The title weight is
-chosen on validation queries by the same rule as the converter. Writes results/search_quality.json and
+(recall@10 about 0.97 or more), so the numbers are the search's, not the index's. The title weight and
+then the facet weight are chosen on validation queries by the same rule as the converter. Writes results/search_quality.json and
 .png (validation quality of each encoder size and search-space dimension tried).
 
     python benchmarks/search_quality.py
@@ -31,7 +32,16 @@ def main() -> int:
     args = p.parse_args()
     from converter.provenance import machine_record
     from converter.search.build import SearchConfig, build_search
-    from converter.search.evaluate import choose_title_weight, headline, hybrid_top, search_metrics, title_matches
+    from converter.search.evaluate import (
+        FACET_WEIGHTS,
+        TITLE_WEIGHTS,
+        choose_weight,
+        headline,
+        hybrid_top,
+        query_facets,
+        search_metrics,
+        title_matches,
+    )
     from converter.text import TextEncoder
     from converter.workflow import load_dataset
     from edge_rec.model import TFLiteModel
@@ -55,21 +65,27 @@ def main() -> int:
     valid, heldout = build.valid_queries, build.eval_queries
     v_vec, h_vec = encode([q.text for q in valid]), encode([q.text for q in heldout])
     v_match, h_match = title_matches(dataset, [q.text for q in valid]), title_matches(dataset, [q.text for q in heldout])
+    v_facets, h_facets = query_facets(dataset, [q.text for q in valid]), query_facets(dataset, [q.text for q in heldout])
     position = {q.text: i for i, q in enumerate(valid)}
 
-    def valid_search(text: str, weight: float):
+    def valid_search(text: str, title_weight: float, facet_weight: float = 0.0):
         i = position[text]
-        return hybrid_top(v_vec[i:i + 1], build.item_vectors, [v_match[i]], weight)[0].tolist()
-    weight, choice = choose_title_weight(valid_search, valid, dataset.items, build.valid_anchor_top)
+        return hybrid_top(v_vec[i:i + 1], build.item_vectors, [v_match[i]], title_weight,
+                          facets=(v_facets[0], v_facets[1][i:i + 1]), facet_weight=facet_weight)[0].tolist()
+    weight, choice = choose_weight(valid_search, valid, dataset.items, build.valid_anchor_top, TITLE_WEIGHTS)
+    facet_weight, facet_choice = choose_weight(lambda text, f: valid_search(text, weight, f), valid, dataset.items,
+                                               build.valid_anchor_top, FACET_WEIGHTS)
     measured = {}
-    for label, w in (("encoder alone", 0.0), ("hybrid (chosen title weight)", weight)):
-        measured[label] = search_metrics(hybrid_top(h_vec, build.item_vectors, h_match, w), heldout, dataset.items,
-                                         build.anchor_top)
+    for label, w, f in (("encoder alone", 0.0, 0.0), ("hybrid (chosen title weight)", weight, 0.0),
+                        ("hybrid + facets (chosen weights)", weight, facet_weight)):
+        measured[label] = search_metrics(hybrid_top(h_vec, build.item_vectors, h_match, w, facets=h_facets, facet_weight=f),
+                                         heldout, dataset.items, build.anchor_top)
     anchor = search_metrics(build.anchor_top, heldout, dataset.items, build.anchor_top)
     result = {"machine": machine_record(None), "what": __doc__.splitlines()[0],
               "heldout_queries": len(heldout), "title_weight": weight, "title_weight_choice": choice,
+              "facet_weight": facet_weight, "facet_weight_choice": facet_choice,
               "headline": {k: headline(v) for k, v in measured.items()}, "anchor_headline": headline(anchor),
-              "device_heldout": measured["hybrid (chosen title weight)"], "build": build.report,
+              "device_heldout": measured["hybrid + facets (chosen weights)"], "build": build.report,
               "floors": {"known_item_success@5": 0.9, "intent_precision@10": 0.9 * headline(anchor)["intent_precision@10"],
                          "anchor_overlap@10": 0.6},
               "minutes": (time.time() - t0) / 60}

@@ -112,6 +112,7 @@ class SearchReport:
     files: Dict[str, int]
     tokenizer_and_encoder_bytes: int
     index: Dict[str, int]
+    facet_matching: Dict[str, Any] = field(default_factory=dict)  # bundle format 5 on (empty in older reports)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from .index import IndexChoice, tune_index
 from .progress import say
 from .quantize import Int8Model, quantize_student
 from .search.build import SearchBuild, SearchConfig, build_search
-from .search.evaluate import choose_blend, choose_title_weight
+from .search.evaluate import FACET_WEIGHTS, TITLE_WEIGHTS, choose_blend, choose_weight
 from .search.model import SearchModel
 from .student import StudentConfig
 from .teacher import Teacher
@@ -185,7 +185,7 @@ def convert(
             SearchModel(search.space).save(search_model_out)
 
     def tune_search(rec: EdgeRecommender, manifest) -> None:
-        """Choose the title-matching weight, then the personalisation blend, through the runtime."""
+        """Choose the title-matching weight, then the facet weight, then the personalisation blend, through the runtime."""
         if manifest.search is None or search is None:
             return
         rows = {it.id: r for r, it in enumerate(dataset.items)}
@@ -194,23 +194,18 @@ def convert(
                 len(search.valid_queries), min(len(search.valid_queries), c.search.tuning_queries), replace=False
             )
         )
+        for name, grid in (("title_weight", TITLE_WEIGHTS), ("facet_weight", FACET_WEIGHTS)):
 
-        def top(text: str, weight: float) -> List[int]:
-            manifest.search.title_weight = weight
-            return [rows[r.item_id] for r in rec.search(text, k=10, personalize=False)]
+            def top(text: str, weight: float, name: str = name) -> List[int]:
+                setattr(manifest.search, name, weight)
+                return [rows[r.item_id] for r in rec.search(text, k=10, personalize=False)]
 
-        manifest.search.title_weight, tuning["title_weight"] = choose_title_weight(
-            top, [search.valid_queries[i] for i in sample], dataset.items, search.valid_anchor_top[sample]
-        )
-        log(
-            f"  search: title weight {manifest.search.title_weight} (validation: "
-            + ", ".join(
-                f"{k} {v:.3f}"
-                for k, v in tuning["title_weight"]["by_weight"][str(manifest.search.title_weight)].items()
-                if v is not None
+            chosen, tuning[name] = choose_weight(
+                top, [search.valid_queries[i] for i in sample], dataset.items, search.valid_anchor_top[sample], grid
             )
-            + ")"
-        )
+            setattr(manifest.search, name, chosen)
+            log(f"  search: {name.replace('_', ' ')} {chosen} (validation: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in tuning[name]["by_weight"][str(chosen)].items() if v is not None) + ")")
         histories = [[dataset.items[i].id for i in h] for h in split.valid.histories[:2000] if len(h)]
         weight, tuning["blend"] = choose_blend(
             lambda text, hist, w: [r.item_id for r in rec.search(text, k=5, history=hist or [], personalize=w)],

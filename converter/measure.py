@@ -4,7 +4,7 @@ by the same evaluation code, plus speed, sizes and search (the conversion report
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -13,9 +13,9 @@ from edge_rec.recommender import EdgeRecommender
 
 from .conversion_report import ConversionReport, Latency, Quality, SearchReport, Sizes, TestResults
 from .convert import Conversion, ConvertConfig
-from .data import Dataset, Split
+from .data import Dataset, EvalSet, Split
 from .distill import StudentScorer, exclude_seen_topk, topk_overlap
-from .evaluate import PopularityScorer, evaluate, evaluate_lists
+from .evaluate import DEFAULT_KS, PopularityScorer, evaluate, evaluate_lists
 from .progress import say
 from .provenance import machine_record
 from .search.evaluate import device_search
@@ -41,7 +41,7 @@ def measure(
         table = dequantize_rows(*quantize_rows(teacher.item_vectors()))  # the item table the student was distilled on
         fp32 = StudentScorer(chosen.student, table, chosen.config.history_len)
         teacher_top = exclude_seen_topk(teacher.scores(test.histories), test.histories, 10)
-        bundle_top = np.stack([rec.recommend_rows(np.asarray(h, np.int64), 10)[0] for h in test.histories])
+        bundle_quality, bundle_top = device_quality(rec, test, n_items)
         results = TestResults(
             popularity=Quality(evaluate(PopularityScorer(split.train, n_items), test, n_items)),
             teacher=Quality(evaluate(teacher, test, n_items, desc="teacher")),
@@ -49,10 +49,7 @@ def measure(
                 evaluate(fp32, test, n_items, desc="fp32 student"),
                 topk_overlap(exclude_seen_topk(fp32(test.histories), test.histories, 10), teacher_top),
             ),
-            bundle=Quality(
-                evaluate_lists(lambda h: rec.recommend_rows(np.asarray(h, np.int64), 20)[0], test, n_items, desc="bundle"),
-                topk_overlap(bundle_top, teacher_top),
-            ),
+            bundle=Quality(bundle_quality, topk_overlap(bundle_top, teacher_top)),
         )
         hist = test.histories[: config.latency_queries]
         item_vectors = teacher.item_vectors()  # a server precomputes these: not part of the per-query cost
@@ -90,6 +87,27 @@ def measure(
     )
 
 
+def device_quality(rec: EdgeRecommender, test: EvalSet, n_items: int, ks: Sequence[int] = DEFAULT_KS
+                   ) -> Tuple[Dict[str, float], np.ndarray]:
+    """The bundle's metrics as a device gets them: for each k, ``recommend(k, history)`` through the public
+    API and its metrics @k from that list (a device asking for 10 gets the index's k = 10 search, not the
+    first 10 of a wider one); MRR is the widest list's. Also returns the (users, 10) top-10 rows."""
+    ids = rec.items.ids
+    row = {item_id: r for r, item_id in enumerate(ids)}
+    lists: Dict[int, List[np.ndarray]] = {k: [] for k in ks}
+    out: Dict[str, float] = {}
+    for k in sorted(ks):
+        def ask(h: np.ndarray, k: int = k) -> np.ndarray:
+            got = np.asarray([row[r.item_id] for r in rec.recommend(k, [ids[i] for i in h])], np.int64)
+            lists[k].append(got)
+            return got
+        out.update(evaluate_lists(ask, test, n_items, ks=(k,), desc=f"bundle, k = {k}"))
+    top10 = np.full((len(test.histories), 10), -1, np.int64)
+    for i, got in enumerate(lists.get(10, [])):
+        top10[i, :len(got)] = got[:10]
+    return out, top10
+
+
 def _measure_search(
     rec: EdgeRecommender, conversion: Conversion, dataset: Dataset, split: Split, c: ConvertConfig
 ) -> SearchReport:
@@ -111,6 +129,7 @@ def _measure_search(
         **measured,
         files=files,
         title_matching={**(conversion.search_tuning.get("title_weight") or {}), "weight": m.search.title_weight},
+        facet_matching={**(conversion.search_tuning.get("facet_weight") or {}), "weight": m.search.facet_weight},
         tokenizer_and_encoder_bytes=files[m.search.tokenizer] + files[m.search.encoder.file],
         index={"M": m.search.index.M, "ef_search": m.search.index.ef_search, "dim": m.search.dim},
     )

@@ -138,7 +138,9 @@ def _search_lines(search: SearchReport, plots: Dict[str, str]) -> List[str]:
               f"real users different top-10s in {100 * p['different_top10_share']:.0f}% of {p['queries']} queries "
               f"(mean top-10 overlap between them {p['mean_top10_overlap']:.2f}); known-item success@5 with a user's "
               f"history {p['known_item_success@5_with_history']:.4f}.",
-              *_title_lines(s.get("title_matching")),
+              *_weight_lines(s.get("title_matching"), "Title matching (hybrid search)", "the encoder alone -> hybrid"),
+              *_weight_lines(s.get("facet_matching"), "Genres and decades the query names",
+                             "hybrid without them -> with them"),
               f"- Encoder: {s['chosen']}; int8 {s['encoder_bytes'] / 1024:.0f} KiB + tokenizer "
               f"{s['tokenizer_bytes'] / 1024:.0f} KiB = {s['tokenizer_and_encoder_bytes'] / 1e6:.2f} MB; ops "
               f"{', '.join(s['ops'])}; float ops: {', '.join(s['float_ops']) or 'none'}; Edge TPU: "
@@ -158,15 +160,15 @@ def _search_lines(search: SearchReport, plots: Dict[str, str]) -> List[str]:
     return lines + ["", f"![search quality against encoder size]({plots['search_quality_size']})"]
 
 
-def _title_lines(t: Optional[Dict[str, Any]]) -> List[str]:
-    """The hybrid search's title-matching weight and what it changed on validation queries."""
+def _weight_lines(t: Optional[Dict[str, Any]], what: str, change: str) -> List[str]:
+    """A hybrid search weight (title matching, facets) and what it changed on validation queries."""
     if not t or "by_weight" not in t:
         return []
-    alone, chosen = t["by_weight"]["0.0"], t["by_weight"][str(t["chosen"])]
-    return [f"- Title matching (hybrid search): weight {t['weight']}, chosen on {t['queries']} validation queries by "
-            f"{t['objective']}: success@5 {alone['known_item_success@5']:.3f} -> {chosen['known_item_success@5']:.3f}, "
-            f"intent precision@10 {alone['intent_precision@10']:.3f} -> {chosen['intent_precision@10']:.3f}, overlap@10 "
-            f"{alone['anchor_overlap@10']:.3f} -> {chosen['anchor_overlap@10']:.3f} (the encoder alone -> hybrid)."]
+    off, chosen = t["by_weight"]["0.0"], t["by_weight"][str(t["chosen"])]
+    return [f"- {what}: weight {t['weight']}, chosen on {t['queries']} validation queries by "
+            f"{t['objective']}: success@5 {off['known_item_success@5']:.3f} -> {chosen['known_item_success@5']:.3f}, "
+            f"intent precision@10 {off['intent_precision@10']:.3f} -> {chosen['intent_precision@10']:.3f}, overlap@10 "
+            f"{off['anchor_overlap@10']:.3f} -> {chosen['anchor_overlap@10']:.3f} ({change})."]
 
 
 def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:

@@ -15,8 +15,9 @@ from .errors import IncompatibleBundleError, ManifestError
 from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 4           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
-READABLE_VERSIONS = (1, 2, 3, 4)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it)
+FORMAT_VERSION = 5           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
+READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
+#                                      5: search.facet_weight (genres and decades a query names; format 4 searches without)
 MANIFEST_NAME = "manifest.json"
 LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -228,6 +229,7 @@ class SearchSpec:
     blend: float                    # default weight of the user's taste when a search is personalised
     golden: List[SearchGoldenCase]
     title_weight: float = 0.0       # format 4: weight of title matching in the hybrid score (0: the encoder alone)
+    facet_weight: float = 0.0       # format 5: weight of the genres and decades a query names (0: not read)
 
     @property
     def dim(self) -> int:
@@ -240,11 +242,13 @@ class SearchSpec:
                 typed_field(d, "scales", str, where), IndexSpec.from_dict(typed_field(d, "index", dict, where), f"{where}.index"),
                 float(typed_field(d, "blend", (int, float), where)),
                 [SearchGoldenCase.from_dict(g, f"{where}.golden[{i}]") for i, g in enumerate(typed_field(d, "golden", list, where))],
-                float(typed_field(d, "title_weight", (int, float), where, optional=True) or 0.0))
+                float(typed_field(d, "title_weight", (int, float), where, optional=True) or 0.0),
+                float(typed_field(d, "facet_weight", (int, float), where, optional=True) or 0.0))
         if not 0.0 <= s.blend <= 1.0:
             raise ManifestError(f"{where}.blend must be within [0, 1]")
-        if not 0.0 <= s.title_weight <= 10.0:
-            raise ManifestError(f"{where}.title_weight must be within [0, 10]")
+        for name in ("title_weight", "facet_weight"):
+            if not 0.0 <= getattr(s, name) <= 10.0:
+                raise ManifestError(f"{where}.{name} must be within [0, 10]")
         if s.encoder.inputs[0].shape[1] != s.features.size or s.encoder.output.shape[-1] != s.dim:
             raise IncompatibleBundleError(f"{where}: the encoder reads {s.encoder.inputs[0].shape[1]} features and writes "
                                           f"{s.encoder.output.shape[-1]} values; the features are {s.features.size}, "

@@ -13,6 +13,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import ManifestError, SearchUnavailableError
+from .facets import FacetIndex, QueryFacets, facet_boost
 from .history import HistoryStore
 from .history_rows import HistoryRows
 from .index import ItemIndex
@@ -22,7 +23,7 @@ from .quant import dequantize_rows
 from .query import QueryEncoder, normalize_query
 from .retrieval import Filter, RetrievalPolicy, Retriever, matcher
 from .signing import KeyLike
-from .titles import TitleIndex, hybrid_rank
+from .titles import TitleIndex, TitleMatches, hybrid_rank
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
@@ -56,6 +57,7 @@ class EdgeRecommender:
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
         self._titles: Optional[TitleIndex] = None
+        self._facets: Optional[FacetIndex] = None
         self._device_rows: "WeakKeyDictionary[HistoryStore, HistoryRows]" = WeakKeyDictionary()  # per history store
         self._titles_lock = threading.Lock()
         if m.search is not None:
@@ -178,7 +180,10 @@ class EdgeRecommender:
         best max(50, 5k) encoder matches and the 20 best title matches are scored
         ``cos(query, item's search vector) + t * coverage**2``, where coverage is the share of the query's
         character trigrams (weighted by rarity) found in the item's title and year, and ``t`` the
-        bundle's ``search.title_weight``. With ``personalize`` (True: the bundle's blend weight w; a
+        bundle's ``search.title_weight``. Bundles of format 5 also read the catalog genres and decades the
+        query names ("a 90s comedy", see :mod:`edge_rec.facets`): such a query re-ranks four times as many
+        encoder matches and adds ``f * share`` (the share of the named genres and decades an item has; ``f``
+        the bundle's ``search.facet_weight``). With ``personalize`` (True: the bundle's blend weight w; a
         float in [0, 1]: that weight; False or 0: none) and a history (``history``, or the device's
         HistoryStore), the candidates are re-ranked by ``(1 - w) * text score + w * cos(user's vector,
         item's vector)``. Items in the history are not excluded (people search for what they know).
@@ -193,18 +198,20 @@ class EdgeRecommender:
                 f"bundle version {self.bundle.manifest.bundle_version} has no search: it was converted without a "
                 "query encoder (edge-rec convert writes one from edge-rec 0.2 on; re-convert or sync a newer version)")
         weight = self._blend_weight(personalize)
-        title_weight = self.bundle.manifest.search.title_weight  # type: ignore[union-attr]
+        spec = self.bundle.manifest.search
+        assert spec is not None
         q = self.query_encoder.encode(query)
         match = matcher(filter)
         rows = self._history_rows(history)[0] if weight > 0 else np.zeros(0, np.int64)
-        if title_weight <= 0:
+        facets = self.facet_index().parse(normalize_query(query)) if spec.facet_weight > 0 else QueryFacets()
+        if spec.title_weight <= 0 and not facets:
             if q is None:
                 return []
             if len(rows) == 0:
                 return self._results(*self.search_retriever.top(q, k, np.zeros(0, np.int64), match))
             cand, text = self.search_retriever.top(q, max(self.policy.blend_candidates, 5 * k), np.zeros(0, np.int64), match)
         else:
-            cand, text = self._hybrid_candidates(query, q, k, match, title_weight)
+            cand, text = self._hybrid_candidates(query, q, k, match, facets)
             if len(rows) == 0:
                 return self._results(cand[:k], text[:k])
         if len(cand) == 0:
@@ -216,20 +223,30 @@ class EdgeRecommender:
         order = np.argsort(-blended, kind="stable")[:k]
         return self._results(cand[order], blended[order])
 
-    def _hybrid_candidates(self, query: str, q: Optional[np.ndarray], k: int, match, title_weight: float
+    def _hybrid_candidates(self, query: str, q: Optional[np.ndarray], k: int, match, facets: QueryFacets
                            ) -> Tuple[np.ndarray, np.ndarray]:
-        """Encoder matches and title matches (filtered, no deleted rows) ranked by :func:`edge_rec.titles.hybrid_rank`."""
+        """Encoder matches and title matches (filtered, no deleted rows) ranked by :func:`edge_rec.titles.hybrid_rank`,
+        with the facet boost when the query names genres or decades."""
         assert self.query_encoder is not None and self.search_retriever is not None
-        want = max(self.policy.blend_candidates, 5 * k)
-        titles = self.title_index().match(normalize_query(query))
-        lexical = titles.best(self.policy.title_candidates)
-        lexical = lexical[~np.isin(lexical, self.items.deleted)]
+        spec = self.bundle.manifest.search
+        assert spec is not None
+        want = max(self.policy.blend_candidates, 5 * k) * (self.policy.facet_widen if facets else 1)
+        if spec.title_weight > 0:
+            titles = self.title_index().match(normalize_query(query))
+            lexical = titles.best(self.policy.title_candidates)
+            lexical = lexical[~np.isin(lexical, self.items.deleted)]
+        else:
+            titles, lexical = TitleMatches.none(), np.zeros(0, np.int64)
         if match is not None:
             lexical = np.asarray([r for r in lexical if match(self.items.metadata(int(r)))], dtype=np.int64)
+        boost = facet_boost(self.facet_index(), facets, spec.facet_weight) if facets else None
         if q is None:  # no known piece: the title matches alone
-            return hybrid_rank(lexical, lexical, lambda rows: np.zeros(len(rows), np.float32), titles, title_weight)
-        dense = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)[0]
-        return hybrid_rank(dense, lexical, lambda rows: self.search_retriever.vectors(rows) @ q, titles, title_weight)
+            dense, cosine = lexical, (lambda rows: np.zeros(len(rows), np.float32))
+        else:
+            dense = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)[0]
+            cosine = lambda rows: self.search_retriever.vectors(rows) @ q  # noqa: E731
+        score = cosine if boost is None else (lambda rows: cosine(rows) + boost(rows))
+        return hybrid_rank(dense, lexical, score, titles, spec.title_weight)
 
     def title_index(self) -> TitleIndex:
         """The title-matching index of this bundle's catalog, built on first use (see :mod:`edge_rec.titles`)."""
@@ -237,6 +254,13 @@ class EdgeRecommender:
             if self._titles is None:
                 self._titles = TitleIndex.from_metadata(self.items.all_metadata())
             return self._titles
+
+    def facet_index(self) -> FacetIndex:
+        """The genres and decades of this bundle's catalog, read on first use (see :mod:`edge_rec.facets`)."""
+        with self._titles_lock:
+            if self._facets is None:
+                self._facets = FacetIndex.from_metadata(self.items.all_metadata())
+            return self._facets
 
     def _blend_weight(self, personalize: Union[bool, float, None]) -> float:
         if personalize is True:

@@ -27,6 +27,7 @@ class RetrievalPolicy:
     seen_window: int = 1000       # the device history's most recent events whose items count as seen
     blend_candidates: int = 50    # a personalised or hybrid search re-ranks max(blend_candidates, 5 * k) text matches
     title_candidates: int = 20    # ... and, in a hybrid search, this many best title matches
+    facet_widen: int = 4          # a search naming genres or decades re-ranks this many times more encoder matches
 
 
 def matcher(filter: Filter) -> Match:

@@ -61,6 +61,11 @@ class TitleMatches:
     rows: np.ndarray       # int64, ascending
     coverage: np.ndarray   # float32, in (0, 1]
 
+    @classmethod
+    def none(cls) -> "TitleMatches":
+        """No title matches (a query sharing nothing with any title, or a search without title matching)."""
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.float32))
+
     def of(self, rows: np.ndarray) -> np.ndarray:
         """Coverage of arbitrary rows (0 where the title shares nothing)."""
         out = np.zeros(len(rows), np.float32)
@@ -118,7 +123,7 @@ class TitleIndex:
         """Coverage of every title sharing an informative trigram with ``text`` (a normalised query)."""
         q = trigram_codes(text)
         if not len(self.codes) or not len(q):
-            return TitleMatches(np.zeros(0, np.int64), np.zeros(0, np.float32))
+            return TitleMatches.none()
         pos = np.minimum(np.searchsorted(self.codes, q), len(self.codes) - 1)
         found = self.codes[pos] == q
         df = np.where(found, self.offsets[pos + 1] - self.offsets[pos], 0)
@@ -126,7 +131,7 @@ class TitleIndex:
         total = float(np.sum(np.where(found, self.weights[pos], self.unseen_weight)[informative]))
         use = pos[found & informative]
         if total <= 0 or not len(use):
-            return TitleMatches(np.zeros(0, np.int64), np.zeros(0, np.float32))
+            return TitleMatches.none()
         starts, ends = self.offsets[use], self.offsets[use + 1]
         rows = np.concatenate([self.postings[s:e] for s, e in zip(starts, ends)])
         weights = np.repeat(self.weights[use], ends - starts)
@@ -144,7 +149,8 @@ def hybrid_scores(dense: np.ndarray, coverage: np.ndarray, weight: float) -> np.
 def hybrid_rank(encoder_rows: np.ndarray, title_rows: np.ndarray, cosine: Callable[[np.ndarray], np.ndarray],
                 matches: TitleMatches, weight: float) -> Tuple[np.ndarray, np.ndarray]:
     """The encoder's candidates and the title matches merged, scored by :func:`hybrid_scores` (``cosine``
-    of rows), best first; ties go to the lower row. Shared by the device and the converter's evaluation."""
+    of rows: the encoder's cosine, plus the facet boost where the query names genres or decades), best
+    first; ties go to the lower row. Shared by the device and the converter's evaluation."""
     cand = np.union1d(encoder_rows, title_rows).astype(np.int64)
     scores = hybrid_scores(cosine(cand), matches.of(cand), weight)
     order = np.argsort(-scores, kind="stable")

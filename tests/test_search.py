@@ -100,23 +100,56 @@ def test_title_matching_finds_typed_titles_with_typos(rec, converted, title_weig
     assert comedies and all("Comedy" in r.metadata["genres"] for r in comedies)  # title matches are filtered too
 
 
-def test_format_3_bundles_search_with_the_encoder_alone_and_newer_formats_are_refused(converted, tmp_path):
+def test_older_formats_search_without_what_they_lack_and_newer_formats_are_refused(converted, tmp_path):
     from edge_rec.signed import signed_payload_of
     from edge_rec.signing import load_private_key, sign
     b = tmp_path / "b"
     shutil.copytree(converted["bundle"], b)
     raw = json.loads((b / MANIFEST_NAME).read_text())
-    for version, drop in ((3, True), (5, False)):
+    lacks = {3: ("title_weight", "facet_weight"), 4: ("facet_weight",), 6: ()}
+    for version, dropped in lacks.items():
         doc = {k: v for k, v in raw.items() if k != "signatures"} | {"format_version": version}
-        doc["search"] = {k: v for k, v in raw["search"].items() if not (drop and k == "title_weight")}
+        doc["search"] = {k: v for k, v in raw["search"].items() if k not in dropped}
         doc["signatures"] = [sign(signed_payload_of(doc), load_private_key(converted["key"])).__dict__]
         (b / MANIFEST_NAME).write_text(json.dumps(doc))
-        if version == 3:
+        if version < 6:
             with EdgeRecommender.open(b, converted["pub"]) as old:
-                assert old.bundle.manifest.search.title_weight == 0.0 and old.search("toy story", k=3, personalize=False)
+                assert all(getattr(old.bundle.manifest.search, name) == 0.0 for name in dropped)
+                assert old.search("toy story", k=3, personalize=False) and old.search("a 90s comedy", k=3, personalize=False)
         else:
             with pytest.raises(IncompatibleBundleError, match="upgrade edge-rec"):
                 EdgeRecommender.open(b, converted["pub"])
+
+
+def test_the_converter_chooses_the_facet_weight_on_validation(converted, rec):
+    t = converted["report"].search.facet_matching
+    assert set(t["by_weight"]) >= {"0.0", "0.3"} and t["weight"] == t["chosen"] == rec.bundle.manifest.search.facet_weight
+    total = {w: sum(v for v in h.values() if v is not None) for w, h in t["by_weight"].items()}
+    assert total[str(t["chosen"])] == max(total.values())
+
+
+@pytest.fixture
+def facet_weight(rec):
+    """Set the bundle's facet weight for one test (restored after)."""
+    search = rec.bundle.manifest.search
+    before = search.facet_weight
+    yield lambda w: setattr(search, "facet_weight", w)
+    search.facet_weight = before
+
+
+def test_genres_and_decades_a_query_names_lift_items_that_have_them(rec, facet_weight):
+    def has(r, genre, decade):
+        return (genre is None or genre in r.metadata["genres"]) and (decade is None or r.metadata["year"] // 10 * 10 == decade)
+    asks = [("comedy", "Comedy", None), ("90s drama", "Drama", 1990), ("a thriller from the 1980s", "Thriller", 1980),
+            ("movies from the seventies", None, 1970)]
+    precision = {}
+    for w in (0.0, 0.3):
+        facet_weight(w)
+        precision[w] = np.mean([has(r, g, d) for text, g, d in asks for r in rec.search(text, k=10, personalize=False)])
+    assert precision[0.3] >= 0.9 and precision[0.3] > precision[0.0], precision
+    facet_weight(0.3)
+    titled_war = rec.search("war of the worlds", k=10, personalize=False)  # a genre word inside a title
+    assert titled_war and all(np.isfinite(r.score) for r in titled_war)
 
 
 def test_filters_k_and_arguments(rec):

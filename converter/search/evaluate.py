@@ -41,20 +41,44 @@ def title_matches(dataset, texts: Sequence[str]) -> List[Any]:
         try:
             out.append(index.match(normalize_query(text)))
         except QueryError:
-            out.append(TitleMatches(np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            out.append(TitleMatches.none())
     return out
 
 
-def hybrid_top(queries: np.ndarray, items: np.ndarray, matches: Sequence[Any], weight: float, k: int = 10,
-               candidates: int = 50, lexical: int = 20) -> List[np.ndarray]:
-    """The first ``k`` rows for each query as the device's hybrid search ranks them (:meth:`edge_rec.EdgeRecommender.search`), with
-    exact search for the encoder's candidates instead of the index."""
-    from edge_rec.titles import hybrid_rank
+def query_facets(dataset, texts: Sequence[str]) -> Tuple[Any, List[Any]]:
+    """The device's facet index of ``dataset``'s catalog (:class:`edge_rec.facets.FacetIndex`, from the
+    metadata the bundle ships) and the facets each text names."""
+    from edge_rec.facets import FacetIndex, QueryFacets
+    from edge_rec.query import QueryError, normalize_query
+    index = FacetIndex.from_metadata([{"year": it.year, "genres": list(it.genres)} for it in dataset.items])
     out = []
-    for q, m in zip(queries, matches):
+    for text in texts:
+        try:
+            out.append(index.parse(normalize_query(text)))
+        except QueryError:
+            out.append(QueryFacets())
+    return index, out
+
+
+def hybrid_top(queries: np.ndarray, items: np.ndarray, matches: Sequence[Any], weight: float, k: int = 10,
+               facets: Optional[Tuple[Any, Sequence[Any]]] = None, facet_weight: float = 0.0) -> List[np.ndarray]:
+    """The first ``k`` rows for each query as the device's hybrid search ranks them (:meth:`edge_rec.EdgeRecommender.search`,
+    with the runtime's default retrieval policy), with exact search for the encoder's candidates instead of the
+    index. ``facets``: :func:`query_facets` of the same texts, read at ``facet_weight``."""
+    from edge_rec.facets import facet_boost
+    from edge_rec.retrieval import RetrievalPolicy
+    from edge_rec.titles import hybrid_rank
+    policy = RetrievalPolicy()
+    out = []
+    for i, (q, m) in enumerate(zip(queries, matches)):
         scores = items @ q
-        dense = np.argpartition(-scores, min(candidates, len(scores) - 1))[:candidates]
-        out.append(hybrid_rank(dense, m.best(lexical), lambda rows: scores[rows], m, weight)[0][:k])
+        named = facets[1][i] if facets is not None and facet_weight > 0 else None
+        want = min(max(policy.blend_candidates, 5 * k) * (policy.facet_widen if named else 1), len(scores) - 1)
+        dense = np.argpartition(-scores, want)[:want]
+        score = (lambda rows: scores[rows]) if not named else \
+            (lambda rows, boost=facet_boost(facets[0], named, facet_weight): scores[rows] + boost(rows))
+        out.append(hybrid_rank(dense, m.best(policy.title_candidates) if weight > 0 else np.zeros(0, np.int64),
+                               score, m, weight)[0][:k])
     return out
 
 
@@ -109,12 +133,16 @@ def personalisation_effect(search: Callable[[str, Sequence[str]], List[str]], qu
     return {"queries": len(differ), "different_top10_share": _mean(differ), "mean_top10_overlap": _mean(overlaps)}
 
 
-def choose_title_weight(search: Callable[[str, float], Sequence[int]], queries: Sequence[Query], items: Sequence[Item],
-                        anchor_top: np.ndarray, grid: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-                        ) -> Tuple[float, Dict[str, Any]]:
-    """The weight of title matching in the hybrid score (see :func:`edge_rec.titles.hybrid_scores`) with the
-    best sum of known-item success@5, intent precision@10 and anchor overlap@10 on validation queries;
-    ``search(text, weight)`` returns the device's ranked catalog rows without a history."""
+TITLE_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+FACET_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def choose_weight(search: Callable[[str, float], Sequence[int]], queries: Sequence[Query], items: Sequence[Item],
+                  anchor_top: np.ndarray, grid: Sequence[float]) -> Tuple[float, Dict[str, Any]]:
+    """A weight of the hybrid score (title matching, :func:`edge_rec.titles.hybrid_scores`; facets,
+    :func:`edge_rec.facets.facet_boost`) with the best sum of known-item success@5, intent precision@10 and
+    anchor overlap@10 on validation queries; ``search(text, weight)`` returns the device's ranked catalog
+    rows without a history. Ties go to the earlier (smaller) weight."""
     table: Dict[str, Dict[str, Optional[float]]] = {}
     best, chosen = -1.0, float(grid[0])
     for w in grid:
