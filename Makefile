@@ -11,7 +11,7 @@ export HNSWLIB_NO_NATIVE := 1
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[converter,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[converter,dev,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

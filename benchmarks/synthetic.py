@@ -96,6 +96,18 @@ def catalog_change(rec: EdgeRecommender, fraction: float, seed: int = 0, tag: st
     return changes_from_vectors(ups, meta, [rec.items.ids[r] for r in deleted], search)
 
 
+def catalog_texts(dataset, n: int) -> "tuple[list, list]":
+    """``n`` item ids and texts for a text-side catalog of any size: the data set's items, then variants of
+    them ("edition k" in the title), as a large catalog's texts would look."""
+    ids, texts = [], []
+    for i in range(n):
+        it = dataset.items[i % dataset.n_items]
+        variant = i // dataset.n_items
+        ids.append(it.id if variant == 0 else f"{it.id}-v{variant}")
+        texts.append(it.text() if variant == 0 else it.text().replace(" (", f" (edition {variant}) (", 1))
+    return ids, texts
+
+
 def add_grown_bundle_args(p: argparse.ArgumentParser) -> None:
     """The arguments of a benchmark that runs on a real bundle grown to a synthetic catalog."""
     p.add_argument("--bundle", required=True)

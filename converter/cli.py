@@ -54,7 +54,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     root = _artifacts(args, dataset)
     config = _teacher_config(args)
     out = Path(args.out) if args.out else root / ("teacher" if config.use_text else "teacher-notext")
-    train_or_load_teacher(dataset, split, out, root / "cache", config, force=args.force)
+    train_or_load_teacher(dataset, split, out, root / "cache", config, force=args.force,
+                          text_encoder=_text_encoder(args, root / "cache"))
     return 0
 
 
@@ -121,6 +122,22 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--search-dim", type=int, help="dimension of the search space (default 96)")
 
 
+def _ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("distributed (large catalogs; pip install 'edge-rec[ray]')")
+    g.add_argument("--ray", metavar="ADDRESS", help="embed item texts and export item vectors as a Ray Data job on "
+                                                    "this cluster (e.g. auto, or HEAD_IP:6379); default: in this process")
+    g.add_argument("--ray-workers", type=int, metavar="N", help="model replicas on the cluster (default: one per CPU)")
+
+
+def _text_encoder(args: argparse.Namespace, cache_dir: Path):
+    """The language model: in this process, or on the Ray cluster given by --ray."""
+    if getattr(args, "ray", None):
+        from .distributed import RayTextEncoder
+        return RayTextEncoder(args.ray, args.ray_workers, cache_dir=cache_dir)
+    from .text import TextEncoder
+    return TextEncoder(cache_dir=cache_dir)
+
+
 def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> dict:
     from edge_rec.signing import generate_keypair
 
@@ -143,8 +160,6 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
     config = ConvertConfig(architectures=tuple(a.strip() for a in args.architectures.split(",") if a.strip()),
                            student=student, search=search)
     bundle = Path(args.bundle) if args.bundle else root / "bundle"
-    from .text import TextEncoder
-
     conversion = convert(
         dataset,
         split,
@@ -152,7 +167,7 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
         bundle,
         key,
         config,
-        text_encoder=TextEncoder(cache_dir=root / "cache"),
+        text_encoder=_text_encoder(args, root / "cache"),
         search_model_out=root / "search",
     )
     report = measure(conversion, dataset, split, teacher, key, config)
@@ -199,7 +214,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.teacher:
         teacher = _saved_teacher(args.teacher, dataset)
     else:
-        teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
+        teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args),
+                                        text_encoder=_text_encoder(args, root / "cache"))
     _convert(args, dataset, split, teacher, root)
     return 0
 
@@ -251,9 +267,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     change_set = read_change_set(args.changes)  # the cheap checks first: the input, then the channel
     manifest = channel_manifest(store)
     from .teacher import SASRecTeacher
-    from .text import TextEncoder
     teacher = SASRecTeacher.load(args.teacher)
-    encoder = TextEncoder(cache_dir=Path(args.teacher).parent / "cache")
+    encoder = _text_encoder(args, Path(args.teacher).parent / "cache")
     search_model = None
     if manifest.search is not None:
         from .search.model import SearchModel
@@ -337,6 +352,7 @@ def register(sub) -> None:
     _teacher_args(p)
     p.add_argument("--out", metavar="DIR", help="teacher directory (default: <artifacts>/teacher[-notext])")
     p.add_argument("--force", action="store_true", help="retrain even if a matching teacher is saved")
+    _ray_args(p)
     p.set_defaults(func=cmd_train_teacher)
 
     p = sub.add_parser("eval", parents=[common], help=COMMANDS["eval"])
@@ -354,6 +370,7 @@ def register(sub) -> None:
     _convert_args(p)
     p.add_argument("--teacher", metavar="DIR", help="a saved teacher to convert (default: <artifacts>/teacher, "
                                                     "trained if missing)")
+    _ray_args(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("publish", help=COMMANDS["publish"])
@@ -368,6 +385,7 @@ def register(sub) -> None:
     p.add_argument("--key", required=True, action="append", help="private signing key (repeatable for thresholds)")
     p.add_argument("--name", help="channel name (default: the bundle directory's name)")
     p.add_argument("--expires-days", type=float, default=7.0, help="days until devices call the channel stale (default 7)")
+    _ray_args(p)
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("prune", help=COMMANDS["prune"])

@@ -226,8 +226,13 @@ def changes_from_catalog(change_set: "tuple[list, list]", teacher, encoder, mani
     dim = manifest.items.dim
     items = [Item(str(u["id"]), str(u.get("title", "")), u.get("year"), tuple(u.get("genres", ())),
                   {k: str(v) for k, v in u.items() if k not in ("id", "title", "year", "genres")}) for u in upsert]
-    text = encoder.encode([it.text() for it in items]) if items else np.zeros((0, 384), np.float32)
-    vectors = teacher.item_vectors_from_text([it.id for it in items], text) if items else np.zeros((0, dim), np.float32)
+    text, vectors = np.zeros((0, 384), np.float32), np.zeros((0, dim), np.float32)
+    if items:
+        try:  # one step (one Ray job with a RayTextEncoder) when the teacher's text path is plain numpy
+            text, vectors = encoder.place([it.id for it in items], [it.text() for it in items], teacher.text_head())
+        except NotImplementedError:  # a teacher with its own item_vectors_from_text
+            text = encoder.encode([it.text() for it in items])
+            vectors = teacher.item_vectors_from_text([it.id for it in items], text)
     if items and vectors.shape[1] != dim:
         raise PublishError(f"the teacher's item space has dimension {vectors.shape[1]}, the channel's bundle {dim}")
     search = None

@@ -10,7 +10,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -66,6 +66,27 @@ class EmbeddingCache:
         atomic_write_bytes(self.path, buf.getvalue())
 
 
+def load_model(model_dir: Path):
+    """(model, tokenizer) of all-MiniLM-L6-v2 from ``model_dir``, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval(), tokenizer
+
+
+def embed_batch(model, tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """(len(texts), 384) unit vectors: mean-pooled last hidden states, as sentence-transformers does. The
+    one embedding function, run in this process or on a cluster's workers."""
+    import torch
+    with torch.inference_mode():
+        batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+
+
 class TextEncoder:
     """Embeds texts with all-MiniLM-L6-v2; loads the model lazily, only when the cache misses."""
 
@@ -89,27 +110,27 @@ class TextEncoder:
         return f"{MODEL_NAME}-{h.hexdigest()[:16]}"
 
     def _load(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True).eval()
+        self._model, self._tokenizer = load_model(self.model_dir)
 
     def _encode(self, texts: List[str], desc: Optional[str]) -> np.ndarray:
-        import torch
+        """Embed the texts the cache did not have (here: in this process; converter.distributed: on a cluster)."""
+        return self.embed(texts, desc)
+
+    def embed(self, texts: Sequence[str], desc: Optional[str] = None) -> np.ndarray:
+        """(len(texts), 384) unit vectors computed in this process, without the cache."""
+        texts = list(texts)
         if self._model is None:
             self._load()
-        out = []
         starts = range(0, len(texts), self.batch_size)
-        with torch.inference_mode():
-            for s in progress(starts, desc=desc, total=len(starts)):
-                batch = self._tokenizer(texts[s:s + self.batch_size], padding=True, truncation=True,
-                                        max_length=self.max_length, return_tensors="pt")
-                hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out).astype(np.float32)
+        out = [embed_batch(self._model, self._tokenizer, texts[s:s + self.batch_size], self.max_length)
+               for s in progress(starts, desc=desc, total=len(starts))]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, DIM), np.float32)
+
+    def place(self, item_ids: Sequence[str], texts: Sequence[str], head) -> Tuple[np.ndarray, np.ndarray]:
+        """(text vectors, item vectors) of items from their texts: the language model, then the teacher's
+        text head (:class:`converter.teacher.TextHead`)."""
+        text = self.encode(texts)
+        return text, head.vectors(item_ids, text)
 
     def encode(self, texts: Sequence[str], desc: Optional[str] = "embedding item texts") -> np.ndarray:
         """(len(texts), 384) float32 unit vectors; cached texts are not recomputed."""
@@ -128,7 +149,11 @@ class TextEncoder:
             vectors = dict(zip(unique, self._encode(unique, desc)))
             for i in missing:
                 result[i] = vectors[texts[i]]
-            if self.cache is not None:
-                self.cache.put([text_key(t) for t in unique], np.stack([vectors[t] for t in unique]))
-                self.cache.save()
+            self.remember(unique, np.stack([vectors[t] for t in unique]))
         return result
+
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Keep the vectors of ``texts`` in the cache (if any), saved at once."""
+        if self.cache is not None and len(texts):
+            self.cache.put([text_key(t) for t in texts], np.asarray(vectors, np.float32))
+            self.cache.save()

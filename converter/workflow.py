@@ -28,14 +28,16 @@ def load_dataset(data: Optional[PathLike] = None, interactions: Optional[PathLik
     return load_movielens_1m(data)
 
 
-def text_vectors(dataset: Dataset, cache_dir: PathLike) -> np.ndarray:
-    """all-MiniLM-L6-v2 vectors of every catalog item's text (cached under ``cache_dir``)."""
+def text_vectors(dataset: Dataset, cache_dir: PathLike, text_encoder=None) -> np.ndarray:
+    """all-MiniLM-L6-v2 vectors of every catalog item's text (cached under ``cache_dir``; ``text_encoder``:
+    another one, e.g. on a Ray cluster)."""
     from .text import TextEncoder
-    return TextEncoder(cache_dir=cache_dir).encode([item.text() for item in dataset.items])
+    encoder = text_encoder or TextEncoder(cache_dir=cache_dir)
+    return encoder.encode([item.text() for item in dataset.items])
 
 
 def train_or_load_teacher(dataset: Dataset, split: Split, out: PathLike, cache_dir: PathLike,
-                          config=None, force: bool = False, log: Callable[[str], None] = say):
+                          config=None, force: bool = False, log: Callable[[str], None] = say, text_encoder=None):
     """Reuse the teacher saved at ``out`` if it was trained on this data set with this config."""
     from .teacher import SASRecConfig, SASRecTeacher, train_sasrec
     config = config or SASRecConfig()
@@ -47,7 +49,7 @@ def train_or_load_teacher(dataset: Dataset, split: Split, out: PathLike, cache_d
             log(f"reusing the teacher saved at {out} (trained {teacher.info.get('train_seconds', '?')} s)")
             return teacher
         log(f"the teacher at {out} was trained on other data or settings: training a new one")
-    vectors = text_vectors(dataset, cache_dir) if config.use_text else None
+    vectors = text_vectors(dataset, cache_dir, text_encoder) if config.use_text else None
     teacher, _ = train_sasrec(split, [item.id for item in dataset.items], vectors, config, log=log)
     teacher.info["dataset_fingerprint"] = dataset.fingerprint()
     teacher.info["dataset"] = dataset.name

@@ -3,9 +3,9 @@
 ``Teacher`` (the plug-in interface) imports without TensorFlow, so a teacher of your own needs no Keras;
 the reference SASRec teacher loads TensorFlow when first used.
 """
-from .base import Teacher
+from .base import Teacher, TextHead
 
-__all__ = ["Teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
+__all__ = ["Teacher", "TextHead", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
 
 
 def __getattr__(name: str):

@@ -2,9 +2,31 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+
+@dataclass
+class TextHead:
+    """How a teacher places an item from its language-model text vector, as plain numpy (what a
+    distributed export ships to its workers): ``text @ weight``, plus the learned ID row of an item the
+    teacher was trained on (an item it never saw gets its text part alone: cold start)."""
+
+    weight: np.ndarray       # (384, dim)
+    item_ids: Sequence[str]  # items with a learned ID row ...
+    id_rows: np.ndarray      # ... (len(item_ids), dim), in that order
+
+    def vectors(self, item_ids: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
+        """(len(item_ids), dim) float32 item vectors."""
+        out = np.asarray(text_vectors, np.float32) @ self.weight
+        row = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        known = [(k, row[item_id]) for k, item_id in enumerate(item_ids) if item_id in row]
+        if known:
+            at, rows = map(list, zip(*known))
+            out[at] += self.id_rows[rows]
+        return out.astype(np.float32)
 
 
 class Teacher(abc.ABC):
@@ -28,11 +50,15 @@ class Teacher(abc.ABC):
     def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(len(histories), dim) float32: one query vector per history (item indices, oldest first)."""
 
+    def text_head(self) -> TextHead:
+        """The teacher's text path as numpy (see :class:`TextHead`). Teachers without one cannot place
+        items from text and raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot embed items from text")
+
     def item_vectors_from_text(self, item_ids: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
         """(len(item_ids), dim) vectors for items given by id and language-model text vector: new or
-        re-described items a delta publishes, including ones with no interactions (cold start).
-        Teachers without a text path cannot place new items and raise NotImplementedError."""
-        raise NotImplementedError(f"{type(self).__name__} cannot embed items from text")
+        re-described items a delta publishes, including ones with no interactions (cold start)."""
+        return self.text_head().vectors(item_ids, text_vectors)
 
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(len(histories), n_items) float32 scores of every item for every history."""

@@ -18,7 +18,7 @@ import numpy as np
 from edge_rec.atomic import atomic_write_json, replace_dir, staging_dir
 
 from ..tf_env import keras, tf
-from .base import Teacher
+from .base import Teacher, TextHead
 
 FORMAT = "edge-rec-sasrec-teacher/1"
 
@@ -165,18 +165,12 @@ class SASRecTeacher(Teacher):
     def item_vectors(self) -> np.ndarray:
         return self.net.item_table()[1:].numpy()
 
-    def item_vectors_from_text(self, item_ids: Sequence[str], text_vectors: np.ndarray) -> np.ndarray:
-        """Known ids: their learned ID embedding plus the projected new text; new ids: the projected text
-        alone (the ID part of an item never seen in training is untrained, so it is left out)."""
+    def text_head(self) -> TextHead:
+        """Known ids: their learned ID embedding plus the projected text; new ids: the projected text alone
+        (the ID part of an item never seen in training is untrained, so it is left out)."""
         if not self.config.use_text:
             raise NotImplementedError("this teacher was trained without text (--no-text): it cannot embed new items")
-        projected = self.net.text_proj(tf.constant(np.asarray(text_vectors, np.float32))).numpy()
-        row = {item_id: i for i, item_id in enumerate(self.item_ids)}
-        ids_table = self.net.id_emb.embeddings.numpy()
-        known = [(k, row[item_id]) for k, item_id in enumerate(item_ids) if item_id in row]
-        for k, r in known:
-            projected[k] += ids_table[r + 1]
-        return projected
+        return TextHead(self.net.text_proj.kernel.numpy(), self.item_ids, self.net.id_emb.embeddings.numpy()[1:])
 
     def user_vectors(self, histories: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
         out = [self._hidden(pad_left(histories[s:s + batch_size], self.config.max_len, multiple=25))[:, -1, :].numpy()
