@@ -6,10 +6,11 @@ vectors for real MovieLens-1M histories; the truth is exact inner-product top-10
 Each store answers one query at a time on one thread, at several search widths, and is measured for
 recall@10, median query time and bytes per item on disk (what a device would ship and map):
 
-- edge-rec (shipped): hnswlib at the bundle's M over float32 vectors, plus the int8 table (68 B/item)
-  the runtime re-scores and recommends from;
-- edge-rec compact (proposed, not shipped yet): hnswlib over a PCA projection of the vectors, M 8,
-  and an exact re-rank of the candidates with the int8 table (the table is the only full-width copy);
+- edge-rec (shipped): the grown bundle's own item store as the converter chose it and the runtime searches
+  it (edge_rec.ItemIndex and the Retriever's exact re-scoring): since bundle format 6 usually the compact
+  store (hnswlib M 8 over a projection onto the vectors' first principal directions, its candidates
+  re-ranked with the int8 table, the only full-width copy); its files on disk;
+- edge-rec plain graph (bundle format 5 and older): hnswlib M 8 over float32 vectors, plus the int8 table;
 - hnswlib with its defaults (M 16, ef_construction 200), float32 vectors only;
 - USearch with int8 vectors (connectivity 16; its int8 distance is a cosine, so inner product goes through
   the usual reduction to cosine with one extra coordinate); FAISS IndexHNSWSQ, 8-bit scalar quantizer, M 16.
@@ -38,7 +39,6 @@ sys.path.insert(0, str(HERE.parent))
 
 K = 10
 TABLE_BYTES_PER_ITEM_EXTRA = 4  # the int8 table's float32 scale per row
-COMPACT_DIM, COMPACT_M, COMPACT_CANDIDATES = 24, 8, 80
 
 
 def recall(found: Sequence[Sequence[int]], truth: np.ndarray) -> float:
@@ -84,32 +84,34 @@ def hnswlib_query(index, k: int) -> Callable[[np.ndarray, int], np.ndarray]:
     return query
 
 
-def stores(vectors: np.ndarray, table: np.ndarray, scales: np.ndarray, shipped_M: int, queries: np.ndarray,
-           truth: np.ndarray, widths: Sequence[int]) -> List[Dict]:
+def shipped_store(rec, bundle: Path) -> "tuple[float, Callable[[np.ndarray, int], np.ndarray], str]":
+    """The bundle's item store: bytes per item of its files, a query at a width (the runtime's own path:
+    ItemIndex.search for max(k, rerank) candidates at ef = width, re-scored by the Retriever), a note."""
+    m = rec.bundle.manifest
+    names = [m.index.file, m.items.vectors, m.items.scales] + ([m.index.projection] if m.index.projection else [])
+    size = sum((bundle / name).stat().st_size for name in names) / len(rec.items)
+    fetch = max(K, m.index.rerank)
+
+    def query(q: np.ndarray, width: int) -> np.ndarray:
+        cand, _ = rec.index.search(q, fetch, ef=width)
+        return rec.retriever.scored(cand, q)[0][:K] if m.index.rerank else cand
+    form = (f"compact: hnswlib M {m.index.M} over {m.index.dim} principal directions, {m.index.rerank} candidates "
+            "re-ranked with the int8 table" if m.index.projection else f"hnswlib M {m.index.M} + the int8 table")
+    return size, query, form
+
+
+def stores(rec, bundle: Path, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+           widths: Sequence[int]) -> List[Dict]:
     n, d = vectors.shape
     table_bytes = d + TABLE_BYTES_PER_ITEM_EXTRA
-    out = []
+    size, query, form = shipped_store(rec, bundle)
+    rerank = rec.bundle.manifest.index.rerank
+    out = [sweep("edge-rec (shipped)", size, [w for w in widths if w >= rerank] or [rerank], query, queries, truth,
+                 f"{form}; the bundle's files")]
 
-    shipped = hnswlib_index(vectors, shipped_M)
-    out.append(sweep("edge-rec (shipped)", file_bytes(shipped.save_index) / n + table_bytes, widths,
-                     hnswlib_query(shipped, K), queries, truth,
-                     f"hnswlib M {shipped_M}, float32 vectors in the index + the int8 table"))
-
-    mean_free = vectors - vectors.mean(0)
-    sample = mean_free[np.random.default_rng(0).choice(n, min(n, 20000), replace=False)]
-    projection = np.linalg.svd(sample, full_matrices=False)[2][:COMPACT_DIM].T.astype(np.float32)
-    compact = hnswlib_index(vectors @ projection, COMPACT_M)
-    candidates = hnswlib_query(compact, COMPACT_CANDIDATES)
-
-    def compact_query(q: np.ndarray, ef: int) -> np.ndarray:
-        cand = candidates(q @ projection, ef).astype(np.int64)
-        scores = (table[cand].astype(np.float32) @ q) * scales[cand]  # the int8 re-rank
-        return cand[np.argsort(-scores)[:K]]
-    out.append(sweep("edge-rec compact (proposed)", file_bytes(compact.save_index) / n + table_bytes
-                     + projection.nbytes / n, [w for w in widths if w >= COMPACT_CANDIDATES] or [COMPACT_CANDIDATES],
-                     compact_query, queries, truth,
-                     f"hnswlib M {COMPACT_M} over a {COMPACT_DIM}-d PCA projection, {COMPACT_CANDIDATES} candidates "
-                     "re-ranked with the int8 table"))
+    plain = hnswlib_index(vectors, 8)
+    out.append(sweep("edge-rec plain graph (format 5)", file_bytes(plain.save_index) / n + table_bytes, widths,
+                     hnswlib_query(plain, K), queries, truth, "hnswlib M 8, float32 vectors in the index + the int8 table"))
 
     default = hnswlib_index(vectors, 16)
     out.append(sweep("hnswlib defaults", file_bytes(default.save_index) / n, widths, hnswlib_query(default, K),
@@ -188,16 +190,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         grown = grown_bundle(args, tmp, histories[:300])
         with EdgeRecommender.open(grown, Path(args.key).with_suffix(".pub")) as rec:
-            table, scales = rec.items.vectors, rec.items.scales
             vectors = rec.items.dequantized(np.arange(len(rec.items)))
             rows = [rec.items.rows(h, strict=False)[-rec.history_len:] for h in histories[args.queries:]]
             queries = np.stack([rec.query_vector(r) for r in rows if len(r)])
-            shipped_M = rec.index.spec.M
-        truth = exact_topk(queries, vectors, K, "ip")
-        result = {"machine": machine_record(grown), "items": len(vectors), "dim": int(vectors.shape[1]),
-                  "queries": len(queries), "k": K,
-                  "stores": stores(vectors, table, scales, shipped_M, queries, truth,
-                                   [int(w) for w in args.widths.split(",")])}
+            truth = exact_topk(queries, vectors, K, "ip")
+            result = {"machine": machine_record(grown), "items": len(vectors), "dim": int(vectors.shape[1]),
+                      "queries": len(queries), "k": K,
+                      "stores": stores(rec, Path(grown), vectors, queries, truth, [int(w) for w in args.widths.split(",")])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

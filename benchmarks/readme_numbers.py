@@ -66,7 +66,7 @@ def quality() -> str:
         f"The bundle keeps {r.ndcg_ratio:.3f} of the teacher's NDCG@10. Students tried: "
         f"{students}; chosen: {r.chosen.split(':')[0]}, {sizes.tflite_bytes / 1024:.0f} KiB, Edge TPU "
         f"{'compatible' if r.edgetpu_compatible else 'not compatible'}. The item index holds "
-        f"{sizes.index_bytes_per_item:.0f} B/item on disk (M={idx.M}, ef_search={idx.ef_search}, recall@10 "
+        f"{sizes.index_bytes_per_item:.0f} B/item on disk ({idx.form}, ef_search={idx.ef_search}, recall@10 "
         f"{idx.recall:.3f} against exact search) plus {sizes.item_table_bytes_per_item:.0f} B/item of int8 "
         f"item table. Conversion took {r.minutes:.0f} min.",
         "",
@@ -259,10 +259,22 @@ def index_peers() -> str:
                                    f"{r['machine']['bundle_manifest_sha256'][:12]}.</sub>"])
 
 
+def distributed() -> str:
+    r = load("distributed.json")
+    rows = [f"| {r['items']:,} item texts, embedded and placed | texts/s | per worker (busy time) | largest difference "
+            "from the local vectors |", "| --- | ---: | --- | ---: |"]
+    for run in r["runs"]:
+        diff = run.get("max_abs_difference")
+        rows.append(f"| {run['path']} | {run['texts_per_second']:.0f} | "
+                    f"{', '.join(f'{v:.0f}' for v in run['per_worker'].values()) or '-'} | "
+                    f"{'-' if diff is None else f'{max(diff.values()):.1e}'} |")
+    return "\n".join(rows + ["", source(r, "distributed.json")])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
                                         "search-alone": search_alone, "query-path": query_path,
-                                        "index-peers": index_peers}
+                                        "index-peers": index_peers, "distributed": distributed}
 
 
 def render(text: str) -> str:

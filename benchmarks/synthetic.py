@@ -63,7 +63,8 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
         search_vectors = np.concatenate([real_search, drawn / np.linalg.norm(drawn, axis=1, keepdims=True)])
         texts = [str(meta[r].get("title", "")) for r in rec.items.popularity[:2000]] + list(search_texts)
         search_queries = np.stack([v for v in (rec.search_vector(t) for t in texts) if v is not None])
-        index = tune_index(search_vectors, search_queries, target=recall_target, Ms=(s.index.M, 2 * s.index.M))
+        index = tune_index(search_vectors, search_queries, target=recall_target, Ms=(s.index.M, 2 * s.index.M),
+                           compact_dims=(), item_queries=0)
         search = SearchPart(bundle.read_bytes(s.tokenizer), bundle.read_bytes(s.encoder.file), s.encoder, s.features,
                             search_vectors, index, s.blend, [g.query for g in s.golden])
     write_bundle(out, model, ids, vectors, meta, rec.items.popularity, choice, golden, private_key,

@@ -7,6 +7,7 @@ into place, so a reader never sees a half-written bundle.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Union
@@ -23,11 +24,12 @@ from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
 
-from .index import IndexChoice, build_hnsw
+from .index import IndexChoice, build_hnsw, principal_projection
 from .quantize import Int8Model
 
 FILES = {"model": "student.tflite", "index": "items.hnsw", "vectors": "item_vectors.npy", "scales": "item_scales.npy",
          "ids": "item_ids.json", "metadata": "item_meta.jsonl", "popularity": "popularity.npy"}
+PROJECTION_FILE = "index_projection.npy"  # the compact store's projection (bundles whose index is compact)
 SEARCH_FILES = {"tokenizer": "search_tokenizer.model", "index": "search.hnsw", "vectors": "search_vectors.npy",
                 "scales": "search_scales.npy"}
 
@@ -70,9 +72,15 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
     q, scales = quantize_rows(item_vectors)
     stage = staging_dir(out)
     try:
-        hnsw = build_hnsw(dequantize_rows(q, scales), index.space, index.M, index.ef_construction)
-        hnsw.save_index(str(stage / FILES["index"]))
+        table = dequantize_rows(q, scales)
         contents = {FILES[k]: data for k, data in item_file_bytes(q, scales, item_ids, metadata, popularity).items()}
+        projection = principal_projection(table, index.projection_dim) if index.projection_dim else None
+        if projection is not None:  # the compact store: the graph over the projection (see converter.index)
+            buf = io.BytesIO()
+            np.save(buf, projection, allow_pickle=False)
+            contents[PROJECTION_FILE] = buf.getvalue()
+            table = table @ projection
+        build_hnsw(table, index.space, index.M, index.ef_construction).save_index(str(stage / FILES["index"]))
         contents[FILES["model"]] = model.tflite
         if search is not None:
             contents.update(_search_files(search, stage))
@@ -83,7 +91,9 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
         manifest = Manifest(
             bundle_version=version, created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             model=model.spec,
-            index=IndexSpec(FILES["index"], index.space, q.shape[1], len(q), index.M, index.ef_construction, index.ef_search),
+            index=IndexSpec(FILES["index"], index.space, index.projection_dim or q.shape[1], len(q), index.M,
+                            index.ef_construction, index.ef_search, projection=PROJECTION_FILE if projection is not None else None,
+                            rerank=index.rerank),
             items=ItemsSpec(FILES["vectors"], FILES["scales"], FILES["ids"], FILES["metadata"], FILES["popularity"],
                             len(q), q.shape[1]),
             files=files, golden=[], info=dict(info or {}),

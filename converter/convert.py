@@ -169,7 +169,7 @@ def convert(
     runner = StudentModel(pick.int8.tflite, pick.int8.spec)
     queries = Int8Scorer(runner, table).queries(_subset(split.valid, 2000))
     index = tune_index(table, queries, target=c.recall_target)
-    log(f"  M={index.M}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}, {index.bytes_per_item:.0f} B/item on disk")
+    log(f"  {index.form}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}, {index.bytes_per_item:.0f} B/item on disk")
 
     search, search_part, tuning = None, None, {}
     if c.search is not None:
@@ -246,7 +246,7 @@ def convert(
 def _search_part(search: SearchBuild, recall_target: float) -> SearchPart:
     """The bundle's search files, with the search index tuned by recall on validation queries."""
     q, scales = quantize_rows(search.item_vectors)
-    index = tune_index(dequantize_rows(q, scales), search.valid_vectors, target=recall_target)
+    index = tune_index(dequantize_rows(q, scales), search.valid_vectors, target=recall_target, compact_dims=(), item_queries=0)
     return SearchPart(
         search.tokenizer,
         search.encoder.tflite,

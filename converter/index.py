@@ -1,8 +1,13 @@
-"""The compact HNSW item index: build with hnswlib, and choose M / ef by measured recall@10.
+"""The HNSW item index: build with hnswlib, and choose its form by measured recall@10 and bytes.
 
-Recall is measured against exact search over the same (int8-dequantized) vectors, with real student
-query vectors. The smallest M (fewest bytes per item) that reaches the target with a margin wins; its
-ef_search is the smallest ef that does.
+Two forms are tried: the graph over the item vectors (M from M_GRID), and the compact store, the graph
+(M 8) over the vectors' projection onto their first principal directions (COMPACT_DIMS), whose best
+``rerank`` rows the device re-ranks exactly with its int8 table (the vectors are then stored once in
+full, as int8, plus a few bytes per item in the graph). Recall is measured against exact search over
+the same (int8-dequantized) vectors, the way the device searches, with real student query vectors and
+with items' own vectors (similar_items), the lower of the two counting. The
+setting with the fewest bytes per item on disk that reaches the target with a margin wins; among equal
+sizes, the one that reads fewest candidates.
 """
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ import numpy as np
 
 EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 M_GRID = (8, 12, 16, 24, 32)
+COMPACT_DIMS = (16, 24, 32)     # projected dimensions tried for the compact store (below the item dimension)
+COMPACT_M = 8
+RERANK_GRID = (40, 80, 160)     # rows the device re-ranks with the int8 table
 
 
 def build_hnsw(vectors: np.ndarray, space: str = "ip", M: int = 16, ef_construction: int = 200, seed: int = 0):
@@ -36,6 +44,16 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, space: str = "i
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
+def principal_projection(vectors: np.ndarray, dim: int, sample: int = 20_000, seed: int = 0) -> np.ndarray:
+    """(d, dim) float32: the first ``dim`` principal directions of the (mean-free) vectors, from a seeded
+    sample; the same matrix on every run over the same vectors."""
+    v = np.asarray(vectors, np.float32)
+    if len(v) > sample:
+        v = v[np.sort(np.random.default_rng(seed).choice(len(v), sample, replace=False))]
+    _, _, vt = np.linalg.svd(v - v.mean(0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dim].T.astype(np.float32))
+
+
 def recall_at(index, queries: np.ndarray, truth: np.ndarray, ef: int) -> float:
     k = truth.shape[1]
     index.set_ef(max(ef, k))
@@ -50,6 +68,18 @@ def index_file_size(index) -> int:
         return os.path.getsize(path)
 
 
+def reranked_recall(index, projection: np.ndarray, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+                    rerank: int, ef: int) -> float:
+    """recall@k of the compact store as the device searches it: ``rerank`` candidates from the graph over
+    the projection (at ef), re-ranked exactly over ``vectors``."""
+    k = truth.shape[1]
+    index.set_ef(max(ef, rerank))
+    cand, _ = index.knn_query((queries @ projection).astype(np.float32), k=rerank)
+    scores = np.einsum("qcd,qd->qc", vectors[cand.astype(np.int64)], queries)
+    top = np.take_along_axis(cand, np.argsort(-scores, axis=1, kind="stable")[:, :k], 1)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top.tolist(), truth.tolist())]))
+
+
 @dataclass
 class IndexChoice:
     space: str
@@ -59,25 +89,56 @@ class IndexChoice:
     recall: float
     target: float
     bytes_per_item: float
-    curves: Dict[int, Dict[int, float]] = field(default_factory=dict)   # M -> ef -> recall@10
+    curves: Dict[int, Dict[int, float]] = field(default_factory=dict)   # M -> ef -> recall@10 (the plain graph)
     sizes: Dict[int, float] = field(default_factory=dict)               # M -> bytes per item on disk
+    projection_dim: int = 0    # the compact store: the graph over this many principal directions (0: plain)
+    rerank: int = 0            # ... and this many candidates re-ranked with the int8 table
+    compact_curves: Dict[str, Dict[int, float]] = field(default_factory=dict)  # "24-d, re-rank 80" -> ef -> recall@10
+    compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d" -> bytes per item on disk
+
+    @property
+    def form(self) -> str:
+        """The chosen form in words."""
+        if self.projection_dim:
+            return f"compact: M {self.M} over {self.projection_dim} principal directions, {self.rerank} re-ranked"
+        return f"M {self.M}"
 
 
 def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, margin: float = 0.02,
                space: str = "ip", ef_construction: int = 200, Ms: Sequence[int] = M_GRID,
-               efs: Sequence[int] = EF_GRID, k: int = 10) -> IndexChoice:
-    """Measure recall@k over the (M, ef) grid and pick the most compact setting reaching target + margin."""
-    truth = exact_topk(queries, vectors, k, space)
-    curves, sizes, choice = {}, {}, None
+               efs: Sequence[int] = EF_GRID, k: int = 10, compact_dims: Sequence[int] = COMPACT_DIMS,
+               item_queries: int = 500) -> IndexChoice:
+    """Measure recall@k of every form (see the module docstring) and pick the most compact one reaching
+    target + margin (``compact_dims=()``: the plain graph only; inner-product spaces only). Recall is the
+    lower of two query sets: ``queries`` (the student's, for recommend) and ``item_queries`` items' own
+    vectors (for similar_items), so neither kind of request pays for the other's ease."""
+    rng = np.random.default_rng(0)
+    groups = [np.asarray(queries, np.float32)]
+    if item_queries:
+        groups.append(vectors[np.sort(rng.choice(len(vectors), min(item_queries, len(vectors)), replace=False))])
+    truths = [exact_topk(g, vectors, k, space) for g in groups]
+    curves, sizes = {}, {}
+    good = []  # (bytes per item, candidates read, M, ef, projection dim, rerank, recall)
     for M in Ms:
         index = build_hnsw(vectors, space, M, ef_construction)
-        curves[M] = {ef: recall_at(index, queries, truth, ef) for ef in efs}
+        curves[M] = {ef: min(recall_at(index, g, t, ef) for g, t in zip(groups, truths)) for ef in efs}
         sizes[M] = index_file_size(index) / len(vectors)
-        good = [ef for ef in efs if curves[M][ef] >= target + margin]
-        if choice is None and good:
-            choice = (M, good[0])
-    if choice is None:  # nothing reached the margin: take the best measured setting
+        good += [(sizes[M], ef, M, ef, 0, 0, r) for ef, r in curves[M].items() if r >= target + margin]
+    compact_curves, compact_sizes = {}, {}
+    for dim in (d for d in compact_dims if d < vectors.shape[1] and space == "ip"):
+        projection = principal_projection(vectors, dim)
+        index = build_hnsw(vectors @ projection, space, COMPACT_M, ef_construction)
+        size = (index_file_size(index) + projection.nbytes + 128) / len(vectors)  # + the .npy header
+        compact_sizes[f"{dim}-d"] = size
+        for rerank in (r for r in RERANK_GRID if r < len(vectors)):
+            curve = {ef: min(reranked_recall(index, projection, vectors, g, t, rerank, ef) for g, t in zip(groups, truths))
+                     for ef in efs if ef >= rerank}
+            compact_curves[f"{dim}-d, re-rank {rerank}"] = curve
+            good += [(size, ef, COMPACT_M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
+    if good:
+        size, _, M, ef, dim, rerank, recall = min(good, key=lambda g: (round(g[0], 1), g[1], g[5]))
+    else:  # nothing reached the margin: the best measured plain setting
         M, ef = max(((m, e) for m in Ms for e in efs), key=lambda me: (curves[me[0]][me[1]], -me[0], -me[1]))
-        choice = (M, ef)
-    M, ef = choice
-    return IndexChoice(space, M, ef_construction, ef, curves[M][ef], target, sizes[M], curves, sizes)
+        size, dim, rerank, recall = sizes[M], 0, 0, curves[M][ef]
+    return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, rerank,
+                       compact_curves, compact_sizes)

@@ -70,7 +70,8 @@ def measure(
         sizes=Sizes(
             tflite_bytes=len(chosen.int8.tflite),
             files={k: v.size for k, v in m.files.items()},
-            index_bytes_per_item=m.files[m.index.file].size / n_items,
+            index_bytes_per_item=(m.files[m.index.file].size
+                                  + (m.files[m.index.projection].size if m.index.projection else 0)) / n_items,
             item_table_bytes_per_item=(m.files[m.items.vectors].size + m.files[m.items.scales].size) / n_items,
         ),
         index=conversion.index,

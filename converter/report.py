@@ -53,17 +53,24 @@ def _quality_latency(report: ConversionReport, out: Path, plt) -> str:
 
 
 def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> str:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for M, curve in idx.curves.items():
         efs = sorted(curve)
         ax.plot(efs, [curve[e] for e in efs], marker="o", ms=3, label=f"M={M} ({idx.sizes[M]:.0f} B/item)")
-    ax.axhline(idx.target, color="gray", ls="--", lw=1, label=f"target {idx.target}")
-    ax.plot([idx.ef_search], [idx.recall], "k*", ms=12, label=f"shipped: M={idx.M}, ef={idx.ef_search}")
+    for label, curve in idx.compact_curves.items():  # the compact store: dashed
+        efs = sorted(curve)
+        size = idx.compact_sizes[label.split(",")[0]]
+        ax.plot(efs, [curve[e] for e in efs], ls="--", marker="s", ms=3, label=f"compact {label} ({size:.0f} B/item)")
+    ax.axhline(idx.target, color="gray", ls=":", lw=1, label=f"target {idx.target}")
+    ax.plot([idx.ef_search], [idx.recall], "k*", ms=12, label=f"shipped: {idx.form}, ef={idx.ef_search}")
     ax.set_xscale("log")
+    efs = sorted({e for c in list(idx.curves.values()) + list(idx.compact_curves.values()) for e in c})
+    ax.set_xticks(efs, [str(e) for e in efs])  # plain numbers: a log axis's own labels crowd here
+    ax.minorticks_off()
     ax.set_xlabel("ef_search (log scale)")
     ax.set_ylabel("recall@10 vs exact search")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / name, dpi=100)
     plt.close(fig)
@@ -209,7 +216,7 @@ def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:
         + ("" if report.edgetpu_compatible else f" ({'; '.join(report.edgetpu_blockers)})"),
         f"- Median latency per query, same run ({lat.queries} test histories): teacher {lat.teacher_ms:.2f} ms "
         f"(compiled with tf.function), student {lat.device_ms:.3f} ms: **{lat.speedup:.0f}x faster**",
-        f"- Index: M={idx.M}, ef_construction={idx.ef_construction}, ef_search={idx.ef_search}, "
+        f"- Index: {idx.form}, ef_construction={idx.ef_construction}, ef_search={idx.ef_search}, "
         f"recall@10 {idx.recall:.4f} (target {idx.target}); {sizes.index_bytes_per_item:.0f} B/item on disk "
         f"+ {sizes.item_table_bytes_per_item:.0f} B/item int8 table",
         f"- Golden cases reproduced by the runtime: {golden.top_identical}/{golden.cases} "

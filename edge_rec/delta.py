@@ -21,6 +21,7 @@ import numpy as np
 from . import failpoints
 from .bundle import Bundle, sha256_file, write_local_record
 from .errors import DeltaError, IncompatibleBundleError, IntegrityError
+from .index import check_index_file, load_projection
 from .items import TOMBSTONE, item_file_bytes, metadata_line, vector_file_bytes
 from .manifest import MANIFEST_NAME, FileEntry, IndexSpec, Manifest
 from .pack import Pack, PackError, read_pack, write_pack
@@ -237,6 +238,9 @@ def build_version(base: Bundle, changes: ItemChanges, out: Path, target: Manifes
         grown.append((s.index, ts.index, dequantize_rows(sv, ss)))
     failpoints.reached("stage-index")
     for spec, target_spec, table in grown:
+        if spec.projection and target_spec.projection:  # the compact store: the graph holds projected vectors
+            files[target_spec.projection] = _copy(base, spec.projection, out / target_spec.projection)
+            table = table @ load_projection(out / target_spec.projection, target_spec, table.shape[1])
         _grow_index(base, spec, out / target_spec.file, n_total, sorted(deleted), changed, table)
     return BuiltVersion(files, n_total)
 
@@ -255,8 +259,6 @@ def _copy(base: Bundle, name: str, dst: Path) -> FileEntry:
 def _grow_index(base: Bundle, spec: IndexSpec, out: Path, count: int, deleted: List[int], changed: List[int],
                 vectors: np.ndarray) -> None:
     import hnswlib
-
-    from .index import check_index_file
     src = base.verify_file(spec.file)
     check_index_file(src, spec)
     index = hnswlib.Index(space=spec.space, dim=spec.dim)
@@ -284,7 +286,7 @@ def apply_delta(base: Bundle, delta: Delta, out: Path, target: Manifest) -> None
                                       f"{'with' if target.search else 'without'} search) cannot grow from version "
                                       f"{m.bundle_version} (item dim {m.items.dim}, {'with' if m.search else 'without'} search)")
     for t, b in zip(target.indexes, m.indexes):
-        if (t.space, t.dim, t.M, t.file) != (b.space, b.dim, b.M, b.file):
+        if (t.space, t.dim, t.M, t.file, t.projection, t.rerank) != (b.space, b.dim, b.M, b.file, b.projection, b.rerank):
             raise IncompatibleBundleError(f"version {target.bundle_version}'s index {t.file} ({t.space}, dim {t.dim}, M {t.M}) "
                                           f"cannot grow from version {m.bundle_version}'s ({b.space}, dim {b.dim}, M {b.M})")
     built = build_version(base, delta.changes, out, target, delta.model)

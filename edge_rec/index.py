@@ -121,11 +121,29 @@ def _check_lists(lists: np.ndarray, limit: int, count: int, bad, where: str, lev
         raise bad(f"a link on {where} points to an element that is not on that level")
 
 
+def load_projection(path: Path, spec: IndexSpec, full_dim: int) -> np.ndarray:
+    """The compact store's projection matrix, (full_dim, spec.dim) float32, from a verified .npy file."""
+    try:
+        projection = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise IncompatibleBundleError(f"index projection {path.name} is not a .npy matrix: {e}") from None
+    if projection.dtype != np.float32 or projection.shape != (full_dim, spec.dim) or not np.isfinite(projection).all():
+        raise IncompatibleBundleError(f"index projection {path.name} is {projection.dtype} {projection.shape}, the manifest "
+                                      f"needs float32 ({full_dim}, {spec.dim}) with finite values")
+    return np.ascontiguousarray(projection)
+
+
 class ItemIndex:
-    def __init__(self, path: Path, spec: IndexSpec) -> None:
+    """An hnswlib index over the item vectors, or (the compact store) over their projection: then
+    :meth:`search` projects the query and returns candidates for an exact re-rank (see :class:`Retriever`)."""
+
+    def __init__(self, path: Path, spec: IndexSpec, projection: Optional[np.ndarray] = None) -> None:
         import hnswlib
         check_index_file(path, spec)
-        self.spec = spec
+        if (projection is None) != (spec.projection is None):
+            raise IncompatibleBundleError(f"index {spec.file}: the manifest {'names' if spec.projection else 'has no'} "
+                                          "projection, the caller gave " + ("none" if projection is None else "one"))
+        self.spec, self.projection = spec, projection
         self._index = hnswlib.Index(space=spec.space, dim=spec.dim)
         try:
             self._index.load_index(str(path), max_elements=spec.count)
@@ -144,6 +162,7 @@ class ItemIndex:
                ) -> Tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (rows, distances) nearest to ``query``, best first, never returning a row in ``exclude``
         (rows as an array, or a set or mapping of them: a device's seen rows are kept as one between requests).
+        ``query`` is in the item space; a compact index projects it, and its distances are the projection's.
 
         First an unfiltered search for a few more than ``k`` rows, excluded ones dropped afterwards;
         only when too many of them were excluded does hnswlib's per-node filter (a Python callback,
@@ -154,6 +173,8 @@ class ItemIndex:
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query = np.asarray(query, np.float32).reshape(1, -1)
+        if self.projection is not None:
+            query = query @ self.projection
         ef = max(ef or self.spec.ef_search, n)
         fetch = n + min(len(skip), FETCH_EXTRA * n)
         with self._lock:

@@ -15,9 +15,10 @@ from .errors import IncompatibleBundleError, ManifestError
 from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 5           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
-READABLE_VERSIONS = (1, 2, 3, 4, 5)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
-#                                      5: search.facet_weight (genres and decades a query names; format 4 searches without)
+FORMAT_VERSION = 6           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
+#   5: search.facet_weight (genres and decades a query names; format 4 searches without);
+#   6: index.projection / index.rerank (the compact item store: the graph over a projection, an int8 re-rank)
 MANIFEST_NAME = "manifest.json"
 LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -113,12 +114,22 @@ class IndexSpec:
     # update / mark_deleted), so its bytes are not in the signed file list; the device records their
     # hash locally, and the signed golden cases check what it built.
     built_on_device: bool = False
+    # Format 6, the compact store: the graph is built over the vectors times this (full dim, dim) float32
+    # .npy matrix (a projection onto their first principal directions), and the best ``rerank`` rows it
+    # finds are re-ranked exactly with the int8 table. None: the graph holds the vectors themselves.
+    projection: Optional[str] = None
+    rerank: int = 0
 
     @classmethod
     def from_dict(cls, d, where="manifest.index"):
         s = cls(*(typed_field(d, k, t, where) for k, t in (("file", str), ("space", str), ("dim", int), ("count", int),
                                                       ("M", int), ("ef_construction", int), ("ef_search", int))),
-                bool(typed_field(d, "built_on_device", bool, where, optional=True)))
+                bool(typed_field(d, "built_on_device", bool, where, optional=True)),
+                typed_field(d, "projection", str, where, optional=True),
+                int(typed_field(d, "rerank", int, where, optional=True) or 0))
+        if (s.projection is None) != (s.rerank == 0) or s.rerank < 0:
+            raise ManifestError(f"{where}: a projection needs rerank >= 1 (the rows re-ranked exactly), and rerank needs "
+                                "a projection")
         if s.space not in ("ip", "cosine", "l2"):
             raise IncompatibleBundleError(f"{where}.space {s.space!r} is not one of ip, cosine, l2")
         if min(s.dim, s.M, s.ef_search) <= 0 or s.count < 0:
@@ -331,6 +342,7 @@ class Manifest(SignedDocument):
         if self.search:
             referenced += [self.search.tokenizer, self.search.encoder.file, self.search.vectors, self.search.scales]
         referenced += [i.file for i in self.indexes if not i.built_on_device]
+        referenced += [i.projection for i in self.indexes if i.projection]
         for name in referenced:
             if name not in self.files:
                 raise ManifestError(f"manifest.files does not list {name!r}, which the manifest uses")
@@ -339,6 +351,8 @@ class Manifest(SignedDocument):
                 raise ManifestError(f"manifest.files lists {index.file!r}, which the device builds itself")
             if index.file in (MANIFEST_NAME, LOCAL_NAME) or "/" in index.file or index.file.startswith("."):
                 raise ManifestError(f"manifest index file {index.file!r} is not a plain file name")
+        if self.search and self.search.index.projection:
+            raise IncompatibleBundleError("the search index cannot be compact (a projection) in this format")
         if self.search and (self.search.index.count != self.items.count or self.search.index.file == self.index.file
                             or self.search.index.built_on_device != self.index.built_on_device):
             raise IncompatibleBundleError(f"the search index ({self.search.index.file}, {self.search.index.count} items) "
@@ -346,8 +360,9 @@ class Manifest(SignedDocument):
         for name in self.files:
             if "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST_NAME, LOCAL_NAME):
                 raise ManifestError(f"manifest.files: {name!r} is not a plain file name")
-        if not (self.model.dim == self.index.dim == self.items.dim):
-            raise IncompatibleBundleError(f"dimension mismatch: model {self.model.dim}, index {self.index.dim}, "
-                                          f"items {self.items.dim}")
+        if not (self.model.dim == self.items.dim and (self.index.dim == self.items.dim
+                                                      or (self.index.projection and self.index.dim < self.items.dim))):
+            raise IncompatibleBundleError(f"dimension mismatch: model {self.model.dim}, index {self.index.dim}"
+                                          f"{' (projected)' if self.index.projection else ''}, items {self.items.dim}")
         if self.index.count != self.items.count:
             raise IncompatibleBundleError(f"the index holds {self.index.count} items, the item table {self.items.count}")

@@ -16,7 +16,7 @@ from .errors import ManifestError, SearchUnavailableError
 from .facets import FacetIndex, QueryFacets, facet_boost
 from .history import HistoryStore
 from .history_rows import HistoryRows
-from .index import ItemIndex
+from .index import ItemIndex, load_projection
 from .items import ItemTable
 from .model import StudentModel
 from .quant import dequantize_rows
@@ -52,7 +52,8 @@ class EdgeRecommender:
                                bundle.verify_file(m.items.metadata))
         edgetpu = bundle.read_bytes(m.model.edgetpu_file) if m.model.edgetpu_file else None
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
-        self.index = ItemIndex(bundle.verify_file(m.index.file), m.index)
+        projection = load_projection(bundle.verify_file(m.index.projection), m.index, m.items.dim) if m.index.projection else None
+        self.index = ItemIndex(bundle.verify_file(m.index.file), m.index, projection)
         self.retriever = Retriever(self.index, self.items.dequantized, self.items, self.policy)
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None

@@ -58,23 +58,28 @@ class Retriever:
 
     def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None) -> Tuple[np.ndarray, np.ndarray]:
         """Best ``k`` rows for query ``q``, never one in ``exclude`` (an array, set or mapping of rows) or
-        deleted; with ``match``, only rows whose metadata match (fewer than ``k`` when fewer do)."""
+        deleted; with ``match``, only rows whose metadata match (fewer than ``k`` when fewer do). A compact
+        index (``spec.rerank``) yields at least ``rerank`` candidates, re-ranked here with the int8 table."""
         p = self.policy
+        rerank = self.index.spec.rerank
         want = k if match is None else max(p.filter_fetch * k, p.min_fetch)
         while True:
-            if want + len(exclude) >= p.exact_share * len(self.items):
+            fetch = max(want, rerank)
+            if fetch + len(exclude) >= p.exact_share * len(self.items):
                 return self.scored(self._exact(q, k, exclude, match), q)
             try:
-                cand, dist = self.index.search(q, want, exclude)
+                cand, dist = self.index.search(q, fetch, exclude)
             except ItemIndexError:
                 return self.scored(self._exact(q, k, exclude, match), q)
             if match is None:
-                if self.index.spec.space == "ip":  # hnswlib's ip distance is 1 - dot, over the same vectors
+                if self.index.spec.space == "ip" and not rerank:  # hnswlib's ip distance is 1 - dot, same vectors
                     return cand, (1.0 - dist).astype(np.float32)
-                return self.scored(cand, q)
-            kept = [r for r in cand if match(self.items.metadata(int(r)))]
-            if len(kept) >= k or len(cand) < want:
-                return self.scored(np.asarray(kept[:k], dtype=np.int64), q)
+                rows, scores = self.scored(cand, q)
+                return rows[:k], scores[:k]
+            kept = np.asarray([r for r in cand if match(self.items.metadata(int(r)))], dtype=np.int64)
+            if len(kept) >= k or len(cand) < fetch:
+                rows, scores = self.scored(kept, q)
+                return rows[:k], scores[:k]
             want *= p.widen
 
     def scored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -267,11 +267,11 @@ def test_flipped_index_byte_never_reaches_hnswlib(converted, tmp_path, offset):
 def test_index_of_another_dimension_is_rejected_before_loading(converted, tmp_path):
     from converter.index import build_hnsw
     b, m = bundle_copy(converted, tmp_path)
-    other = build_hnsw(np.random.default_rng(0).normal(size=(m.index.count, 16)).astype(np.float32), "ip", m.index.M)
+    other = build_hnsw(np.random.default_rng(0).normal(size=(m.index.count, m.index.dim + 8)).astype(np.float32), "ip", m.index.M)
     other.save_index(str(b / m.index.file))
     resign(b, converted["key"], m.index.file)
     r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
-    assert "IncompatibleBundleError" in r.stdout and "dimension 16, the manifest says 32" in r.stdout
+    assert "IncompatibleBundleError" in r.stdout and f"dimension {m.index.dim + 8}, the manifest says {m.index.dim}" in r.stdout
 
 
 @pytest.mark.parametrize("field,value", [(2, 10**12), (3, 7), (7, 2**31), (10, 3)])

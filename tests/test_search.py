@@ -22,7 +22,7 @@ from edge_rec.bundle import Bundle
 from edge_rec.errors import IncompatibleBundleError, IntegrityError, ModelError
 from edge_rec.history import HistoryStore
 from edge_rec.live import LiveRecommender
-from edge_rec.manifest import MANIFEST_NAME, Manifest
+from edge_rec.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest
 from edge_rec.serve import serve_in_thread
 from edge_rec.sync import SyncClient
 
@@ -106,13 +106,14 @@ def test_older_formats_search_without_what_they_lack_and_newer_formats_are_refus
     b = tmp_path / "b"
     shutil.copytree(converted["bundle"], b)
     raw = json.loads((b / MANIFEST_NAME).read_text())
-    lacks = {3: ("title_weight", "facet_weight"), 4: ("facet_weight",), 6: ()}
+    newer = FORMAT_VERSION + 1
+    lacks = {3: ("title_weight", "facet_weight"), 4: ("facet_weight",), newer: ()}
     for version, dropped in lacks.items():
         doc = {k: v for k, v in raw.items() if k != "signatures"} | {"format_version": version}
         doc["search"] = {k: v for k, v in raw["search"].items() if k not in dropped}
         doc["signatures"] = [sign(signed_payload_of(doc), load_private_key(converted["key"])).__dict__]
         (b / MANIFEST_NAME).write_text(json.dumps(doc))
-        if version < 6:
+        if version < newer:
             with EdgeRecommender.open(b, converted["pub"]) as old:
                 assert all(getattr(old.bundle.manifest.search, name) == 0.0 for name in dropped)
                 assert old.search("toy story", k=3, personalize=False) and old.search("a 90s comedy", k=3, personalize=False)

@@ -1,0 +1,106 @@
+"""The compact item store (bundle format 6): the graph over a projection of the item vectors, the int8
+table re-ranking its candidates. How the converter chooses it, that it answers like the plain graph on a
+real bundle, that delta syncs grow it, and that a bad projection file is refused before any search."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from test_runtime import OPEN, resign, run_isolated
+
+from converter.index import principal_projection, tune_index
+from edge_rec.errors import ManifestError
+from edge_rec.manifest import MANIFEST_NAME, IndexSpec, Manifest
+from edge_rec.recommender import EdgeRecommender
+
+
+def low_rank(n=4000, d=64, rank=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d)) + 0.02 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_the_converter_picks_the_compact_store_when_a_few_directions_hold_the_vectors():
+    items, queries = low_rank(), low_rank(300, seed=1)
+    choice = tune_index(items, queries, target=0.95)
+    assert choice.projection_dim in (16, 24, 32) and choice.rerank > 0 and choice.recall >= 0.97
+    assert choice.bytes_per_item < min(choice.sizes.values())  # fewer bytes than any plain graph
+    assert choice.compact_curves and "compact" in choice.form
+
+
+def test_the_plain_graph_stays_when_no_projection_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    items, queries = rng.normal(size=(3000, 64)).astype(np.float32), rng.normal(size=(200, 64)).astype(np.float32)
+    choice = tune_index(items, queries, target=0.95, efs=(32, 64, 128, 256))
+    assert choice.projection_dim == 0 and choice.rerank == 0 and choice.form.startswith("M ")
+    assert tune_index(low_rank(), low_rank(300, seed=1), compact_dims=()).projection_dim == 0  # search indexes
+
+
+def test_the_projection_is_the_same_on_every_run():
+    v = low_rank(30_000)
+    assert np.array_equal(principal_projection(v, 16), principal_projection(v, 16))
+    assert principal_projection(v, 16).shape == (64, 16) and principal_projection(v, 16).dtype == np.float32
+
+
+def test_the_manifest_needs_projection_and_rerank_together():
+    base = {"file": "items.hnsw", "space": "ip", "dim": 16, "count": 10, "M": 8, "ef_construction": 200, "ef_search": 64}
+    assert IndexSpec.from_dict(base).projection is None  # format 5 and older: the plain graph
+    assert IndexSpec.from_dict(base | {"projection": "p.npy", "rerank": 80}).rerank == 80
+    for bad in ({"projection": "p.npy"}, {"rerank": 80}, {"projection": "p.npy", "rerank": -1}):
+        with pytest.raises(ManifestError, match="rerank"):
+            IndexSpec.from_dict(base | bad)
+
+
+def _plain_copy(converted, tmp_path):
+    """The converted bundle rewritten with the plain graph (the form of format 5 and older bundles)."""
+    from converter.bundle import write_bundle
+    from converter.index import IndexChoice
+    from converter.quantize import Int8Model
+    from edge_rec.bundle import Bundle
+    from edge_rec.signing import load_private_key
+    bundle = Bundle.open(converted["bundle"], load_private_key(converted["key"]).public_key())
+    m = bundle.manifest
+    with EdgeRecommender(bundle) as rec:
+        vectors = rec.items.dequantized(np.arange(len(rec.items)))
+        meta = [rec.items.metadata(r) for r in range(len(rec.items))]
+        write_bundle(tmp_path / "plain", Int8Model(bundle.read_bytes(m.model.file), m.model, rec.model.op_report()),
+                     rec.items.ids, vectors, meta, rec.items.popularity, IndexChoice("ip", 16, 200, 128, 1.0, 0.95, 0.0),
+                     [np.zeros(0, np.int64)], converted["key"], bundle_version=1)
+    return tmp_path / "plain"
+
+
+def test_the_converted_bundle_is_compact_and_answers_like_the_plain_graph(converted, tmp_path):
+    m = Manifest.from_bytes((converted["bundle"] / MANIFEST_NAME).read_bytes())
+    assert m.index.projection in m.files and m.index.rerank > 0 and m.index.dim < m.items.dim  # the slice's choice
+    plain = _plain_copy(converted, tmp_path)
+    histories = [[converted["data"].items[i].id for i in h] for h in converted["split"].test.histories[:100]]
+    with EdgeRecommender.open(converted["bundle"], converted["pub"]) as compact, \
+            EdgeRecommender.open(plain, converted["pub"]) as full:
+        assert full.bundle.manifest.index.projection is None
+        same = [len({r.item_id for r in compact.recommend(10, h)} & {r.item_id for r in full.recommend(10, h)}) / 10
+                for h in histories]
+        assert np.mean(same) >= 0.95, np.mean(same)
+        items = [h[-1] for h in histories[:30]]
+        alike = [len({r.item_id for r in compact.similar_items(i, 10)} & {r.item_id for r in full.similar_items(i, 10)}) / 10
+                 for i in items]
+        assert np.mean(alike) >= 0.9, np.mean(alike)
+        comedies = compact.recommend(10, histories[0], filter={"genres": "Comedy"})
+        assert len(comedies) == 10 and all("Comedy" in r.metadata["genres"] for r in comedies)
+
+
+@pytest.mark.parametrize("damage", ["shape", "nan", "not npy"])
+def test_a_bad_projection_signed_anyway_is_refused_when_opening(converted, tmp_path, damage):
+    b = tmp_path / "b"
+    shutil.copytree(converted["bundle"], b)
+    m = Manifest.from_bytes((b / MANIFEST_NAME).read_bytes())
+    path = b / m.index.projection
+    p = np.load(path)
+    if damage == "shape":
+        np.save(path, p[:, :-1])
+    elif damage == "nan":
+        p[0, 0] = np.nan
+        np.save(path, p)
+    else:
+        path.write_bytes(json.dumps(p.tolist()).encode())
+    resign(b, converted["key"], m.index.projection)
+    r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
+    assert "IncompatibleBundleError" in r.stdout and m.index.projection in r.stdout, r.stdout + r.stderr
