@@ -1,7 +1,8 @@
 """Where recommend() spends its time at 100k items, against its floor measured in the same run.
 
 The floor is what no runtime can avoid: the student's invoke on the history's item vectors plus one
-raw hnswlib query (k=10) at the bundle's ef_search. recommend() adds reading the history from SQLite,
+raw hnswlib query (k=10) at the bundle's ef_search (with the compact store: the query's projection, a
+raw query for its re-rank candidates and their exact re-score, the store's own minimum). recommend() adds reading the history from SQLite,
 mapping ids to rows, dequantizing, excluding seen items, re-scoring and metadata. Each user's first
 request (history read from SQLite) is timed, then the steady state: the user taps an item (recorded,
 untimed) and the list refreshes; floor and recommend() run interleaved so noise hits them alike, and a
@@ -71,11 +72,14 @@ def measure(bundle: Path, pub: Path, histories: List[List[str]]) -> dict:
         stores = history_stores(Path(tmp), histories)
         vectors = [rec.items.dequantized(rec.items.rows(h, strict=False)[-rec.history_len:]) for h in histories]
         raw, ef = rec.index._index, rec.index.spec.ef_search
+        projection, fetch = rec.index.projection, max(10, rec.index.spec.rerank)
 
-        def floor(i: int) -> None:
+        def floor(i: int) -> None:  # the model and the store: with the compact store, its projection and re-rank too
             q = rec.model.query(vectors[i])
-            raw.set_ef(ef)
-            raw.knn_query(q.reshape(1, -1), k=10)
+            raw.set_ef(max(ef, fetch))
+            labels, _ = raw.knn_query((q if projection is None else q @ projection).reshape(1, -1), k=fetch)
+            if projection is not None:
+                rec.items.dequantized(labels[0].astype(np.int64)) @ q
 
         def full(i: int) -> None:
             rec.history = stores[i]
