@@ -74,19 +74,19 @@ def plot(result, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     runs = result["runs"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
     y = np.arange(len(runs))
     ax.barh(y, [r["texts_per_second"] for r in runs], color="#4c72b0", label="whole job")
     for i, r in enumerate(runs):
-        for j, rate in enumerate(r["per_worker"].values()):
-            ax.plot(rate, i, "o", color="#dd8452", label="one worker (busy time)" if (i, j) == (1, 0) else None)
-        ax.text(r["texts_per_second"], i, f" {r['texts_per_second']:.0f}/s", va="center", fontsize=9)
+        rates = list(r["per_worker"].values())
+        ax.plot(rates, [i] * len(rates), "o", color="#dd8452", ms=7, label="one worker (busy time)" if i == 1 else None)
+        ax.text(8, i, f"{r['texts_per_second']:.0f} texts/s", va="center", color="white", fontsize=9, fontweight="bold")
     ax.set_yticks(y, [r["path"] for r in runs])
     ax.invert_yaxis()
     ax.set_xlabel("item texts embedded and placed per second")
-    ax.set_xlim(0, 1.25 * max(r["texts_per_second"] for r in runs))
+    ax.set_xlim(0, 1.1 * max(r["texts_per_second"] for r in runs))
     ax.set_title(f"{result['items']:,} item texts, {result['machine']['cores']} cores", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
