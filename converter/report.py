@@ -53,24 +53,32 @@ def _quality_latency(report: ConversionReport, out: Path, plt) -> str:
 
 
 def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> str:
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for M, curve in idx.curves.items():
-        efs = sorted(curve)
-        ax.plot(efs, [curve[e] for e in efs], marker="o", ms=3, label=f"M={M} ({idx.sizes[M]:.0f} B/item)")
-    for label, curve in idx.compact_curves.items():  # the compact store: dashed
-        efs = sorted(curve)
-        size = idx.compact_sizes[label.split(",")[0]]
-        ax.plot(efs, [curve[e] for e in efs], ls="--", marker="s", ms=3, label=f"compact {label} ({size:.0f} B/item)")
-    ax.axhline(idx.target, color="gray", ls=":", lw=1, label=f"target {idx.target}")
-    ax.plot([idx.ef_search], [idx.recall], "k*", ms=12, label=f"shipped: {idx.form}, ef={idx.ef_search}")
-    ax.set_xscale("log")
+    """Recall against ef for every index form tried: the plain graph (left) and the compact store (right)."""
+    panels = [("graph over the vectors", {f"M={M}": (c, idx.sizes[M]) for M, c in idx.curves.items()})]
+    if idx.compact_curves:
+        panels.append(("compact store (M 8 over principal directions)",
+                       {label: (c, idx.compact_sizes[label.split(",")[0]]) for label, c in idx.compact_curves.items()}))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), sharey=True, squeeze=False)
     efs = sorted({e for c in list(idx.curves.values()) + list(idx.compact_curves.values()) for e in c})
-    ax.set_xticks(efs, [str(e) for e in efs])  # plain numbers: a log axis's own labels crowd here
-    ax.minorticks_off()
-    ax.set_xlabel("ef_search (log scale)")
-    ax.set_ylabel("recall@10 vs exact search")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ticks = [e for i, e in enumerate(efs) if i % 2 == 0 or e == efs[-1]]  # every other ef: readable on a log axis
+    for ax, (panel, curves) in zip(axes[0], panels):
+        colors = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors
+        for i, (label, (curve, size)) in enumerate(curves.items()):
+            xs = sorted(curve)
+            ax.plot(xs, [curve[e] for e in xs], marker="o", ms=3, color=colors[i % len(colors)],
+                    label=f"{label} ({size:.0f} B/item)")
+        ax.axhline(idx.target, color="gray", ls=":", lw=1, label=f"target {idx.target}")
+        if bool(idx.projection_dim) == (panel != panels[0][0]):
+            ax.plot([idx.ef_search], [idx.recall], "k*", ms=12, label=f"shipped, ef={idx.ef_search}")
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(e) for e in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("ef_search (log scale)")
+        ax.set_title(panel, fontsize=10)
+        ax.legend(fontsize=7, loc="lower right" if panel == panels[0][0] else "lower left")  # compact curves start at ef 48
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("recall@10 vs exact search")
+    fig.suptitle(f"{title}: shipped {idx.form}", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / name, dpi=100)
     plt.close(fig)
