@@ -169,7 +169,8 @@ class EdgeRecommender:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         row = self.items.rows([item_id])[0]
         q = self.items.dequantized(np.array([row]))[0]
-        top, scores = self.retriever.top(q, k, np.array([row]), matcher(filter))
+        # an item's own vector is a harder query for the compact store than a user's: more candidates
+        top, scores = self.retriever.top(q, k, np.array([row]), matcher(filter), widen=self.policy.similar_rerank)
         return self._results(top, scores)
 
     def search(self, query: str, k: int = 10, filter: Filter = None, history: Optional[Sequence[str]] = None,

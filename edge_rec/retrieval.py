@@ -28,6 +28,7 @@ class RetrievalPolicy:
     blend_candidates: int = 50    # a personalised or hybrid search re-ranks max(blend_candidates, 5 * k) text matches
     title_candidates: int = 20    # ... and, in a hybrid search, this many best title matches
     facet_widen: int = 4          # a search naming genres or decades re-ranks this many times more encoder matches
+    similar_rerank: int = 4       # similar_items on a compact index re-ranks this many times its rerank candidates
 
 
 def matcher(filter: Filter) -> Match:
@@ -56,12 +57,13 @@ class Retriever:
                  policy: RetrievalPolicy) -> None:
         self.index, self.vectors, self.items, self.policy = index, vectors, items, policy
 
-    def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None) -> Tuple[np.ndarray, np.ndarray]:
+    def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None, widen: int = 1
+            ) -> Tuple[np.ndarray, np.ndarray]:
         """Best ``k`` rows for query ``q``, never one in ``exclude`` (an array, set or mapping of rows) or
         deleted; with ``match``, only rows whose metadata match (fewer than ``k`` when fewer do). A compact
-        index (``spec.rerank``) yields at least ``rerank`` candidates, re-ranked here with the int8 table."""
+        index (``spec.rerank``) yields at least ``widen * rerank`` candidates, re-ranked here with the int8 table."""
         p = self.policy
-        rerank = self.index.spec.rerank
+        rerank = self.index.spec.rerank * widen
         want = k if match is None else max(p.filter_fetch * k, p.min_fetch)
         while True:
             fetch = max(want, rerank)
