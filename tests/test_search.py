@@ -66,24 +66,26 @@ def test_known_items_are_found(rec, converted):
     assert first.metadata["title"] and np.isfinite(first.score)
 
 
-def test_the_converter_chooses_the_title_weight_on_validation(converted, rec):
-    t = converted["report"].search.title_matching
-    assert set(t["by_weight"]) >= {"0.0", "0.5"} and t["queries"] > 50
-    assert t["weight"] == t["chosen"] == rec.bundle.manifest.search.title_weight
+@pytest.mark.parametrize("name,report", [("title_weight", "title_matching"), ("facet_weight", "facet_matching")])
+def test_the_converter_chooses_the_search_weights_on_validation(converted, rec, name, report):
+    t = getattr(converted["report"].search, report)
+    assert set(t["by_weight"]) >= {"0.0", "0.3", "0.5"} and t["queries"] > 50
+    assert t["weight"] == t["chosen"] == getattr(rec.bundle.manifest.search, name)
     total = {w: sum(v for v in h.values() if v is not None) for w, h in t["by_weight"].items()}
     assert total[str(t["chosen"])] == max(total.values())
 
 
 @pytest.fixture
-def title_weight(rec):
-    """Set the bundle's title weight for one test (restored after)."""
+def search_weight(rec):
+    """Set the bundle's title or facet weight for one test (restored after): ``search_weight(name, w)``."""
     search = rec.bundle.manifest.search
-    before = search.title_weight
-    yield lambda w: setattr(search, "title_weight", w)
-    search.title_weight = before
+    before = {name: getattr(search, name) for name in ("title_weight", "facet_weight")}
+    yield lambda name, w: setattr(search, name, w)
+    for name, value in before.items():
+        setattr(search, name, value)
 
 
-def test_title_matching_finds_typed_titles_with_typos(rec, converted, title_weight):
+def test_title_matching_finds_typed_titles_with_typos(rec, converted, search_weight):
     import random
 
     from converter.search.queries import typo
@@ -91,11 +93,11 @@ def test_title_matching_finds_typed_titles_with_typos(rec, converted, title_weig
     pairs = [(item_id, typo(title, rng)) for item_id, title in titled(converted, 60)]
 
     def success(weight):
-        title_weight(weight)
+        search_weight("title_weight", weight)
         return np.mean([item_id in [r.item_id for r in rec.search(q, k=5, personalize=False)] for item_id, q in pairs])
     alone, hybrid = success(0.0), success(0.5)
     assert hybrid >= 0.9 and hybrid >= alone, (alone, hybrid)
-    title_weight(0.5)
+    search_weight("title_weight", 0.5)
     comedies = rec.search(pairs[0][1], k=10, filter={"genres": "Comedy"}, personalize=False)
     assert comedies and all("Comedy" in r.metadata["genres"] for r in comedies)  # title matches are filtered too
 
@@ -122,33 +124,17 @@ def test_older_formats_search_without_what_they_lack_and_newer_formats_are_refus
                 EdgeRecommender.open(b, converted["pub"])
 
 
-def test_the_converter_chooses_the_facet_weight_on_validation(converted, rec):
-    t = converted["report"].search.facet_matching
-    assert set(t["by_weight"]) >= {"0.0", "0.3"} and t["weight"] == t["chosen"] == rec.bundle.manifest.search.facet_weight
-    total = {w: sum(v for v in h.values() if v is not None) for w, h in t["by_weight"].items()}
-    assert total[str(t["chosen"])] == max(total.values())
-
-
-@pytest.fixture
-def facet_weight(rec):
-    """Set the bundle's facet weight for one test (restored after)."""
-    search = rec.bundle.manifest.search
-    before = search.facet_weight
-    yield lambda w: setattr(search, "facet_weight", w)
-    search.facet_weight = before
-
-
-def test_genres_and_decades_a_query_names_lift_items_that_have_them(rec, facet_weight):
+def test_genres_and_decades_a_query_names_lift_items_that_have_them(rec, search_weight):
     def has(r, genre, decade):
         return (genre is None or genre in r.metadata["genres"]) and (decade is None or r.metadata["year"] // 10 * 10 == decade)
     asks = [("comedy", "Comedy", None), ("90s drama", "Drama", 1990), ("a thriller from the 1980s", "Thriller", 1980),
             ("movies from the seventies", None, 1970)]
     precision = {}
     for w in (0.0, 0.3):
-        facet_weight(w)
+        search_weight("facet_weight", w)
         precision[w] = np.mean([has(r, g, d) for text, g, d in asks for r in rec.search(text, k=10, personalize=False)])
     assert precision[0.3] >= 0.9 and precision[0.3] > precision[0.0], precision
-    facet_weight(0.3)
+    search_weight("facet_weight", 0.3)
     titled_war = rec.search("war of the worlds", k=10, personalize=False)  # a genre word inside a title
     assert titled_war and all(np.isfinite(r.score) for r in titled_war)
 
