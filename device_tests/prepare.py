@@ -43,8 +43,9 @@ def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
     events = [(full.user_ids[u], full.items[i].id, float(t)) for u in range(users) for t, i in enumerate(full.sequences[u])]
     data = build_dataset("ml-1m-slice", events, {it.id: it for it in full.items})
     split = leave_one_out(data)
-    teacher, _ = train_sasrec(split, [it.id for it in data.items], None,
-                              SASRecConfig(max_len=50, dim=32, max_epochs=6, eval_every=3, use_text=False))
+    lm = TextEncoder(cache_dir=out / "cache")
+    teacher, _ = train_sasrec(split, [it.id for it in data.items], lm.encode([it.text() for it in data.items]),
+                              SASRecConfig(max_len=50, dim=64, max_epochs=6, eval_every=3))  # with text, as shipped
     key, _ = generate_keypair(out / "keys")
     search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64),), dims=(32,), general_texts=4000,
                           catalog_texts=4000, epochs=3, queries_per_kind=1, golden_queries=6)
@@ -52,7 +53,7 @@ def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
             ConvertConfig(architectures=("pool-recent",), student=StudentConfig(epochs=4, history_len=20, hidden=64),
                           representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8, search=search,
                           search_eval_queries=200),
-            text_encoder=TextEncoder(cache_dir=out / "cache"), search_model_out=out / "search")
+            text_encoder=lm, search_model_out=out / "search")
     return out / "bundle", key
 
 
