@@ -64,6 +64,19 @@ class _Embed:
         return out
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: Ray itself retries for minutes."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ConverterError(f"--ray {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConverterError(f"cannot reach the Ray cluster at {address}: {e} (is `ray start --head` running there?)") from None
+
+
 def _connect(address: str) -> None:
     try:
         import ray
@@ -73,6 +86,7 @@ def _connect(address: str) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the job's own summary is printed by RayTextEncoder
     if ray.is_initialized():
         return
+    _reachable(address)
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
     except (ConnectionError, ValueError, RuntimeError) as e:

@@ -37,3 +37,12 @@ def test_the_ray_job_gives_the_local_vectors_on_a_20k_item_slice(ml1m, tmp_path)
     stats = remote.jobs[0]
     assert stats.texts == ITEMS and len(stats.workers) == 2, stats.workers  # both workers took a share
     assert all(v["texts"] > 0.2 * ITEMS for v in stats.workers.values()) and stats.texts_per_second > 0
+
+
+@pytest.mark.parametrize("address,says", [("127.0.0.1:1", "cannot reach the Ray cluster"), ("nonsense", "HOST:PORT")])
+def test_a_cluster_nobody_runs_is_a_clear_error_at_once(address, says):
+    """Ray itself retries an unreachable address for minutes: the converter checks it first."""
+    from converter.distributed import RayTextEncoder
+    from converter.errors import ConverterError
+    with pytest.raises(ConverterError, match=says):
+        RayTextEncoder(address).encode(["a text no cache has"])
