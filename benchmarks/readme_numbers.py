@@ -125,7 +125,8 @@ def runtime() -> str:
         cells = [f"{b[c]['p50_ms']:.2f} / {b[c]['p99_ms']:.2f}" if c in b else "" for c in cases]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {b['import+open']['import_open_s']:.2f} s |")
     g = r.get("grown_bundle", {})
-    lines += ["", f"The grown catalog: {g.get('how', '')}; item index M={g.get('index_M')}, ef_search={g.get('ef_search')}, "
+    lines += ["", f"The grown catalog: {g.get('how', '')}; item index {g.get('index_form') or 'M=' + str(g.get('index_M'))}, "
+              f"ef_search={g.get('ef_search')}, "
               f"recall@10 {g.get('recall@10', 0):.3f}."]
     env = r.get("runtime_env")
     if env:

@@ -191,7 +191,8 @@ def main() -> int:
         t = time.time()
         choice = grow_bundle(bundle, grown, key, args.items, tuning, search_texts=queries)
         grown_manifest = read_manifest(grown)
-        results["grown_bundle"] = {"items": args.items, "index_M": choice.M, "ef_search": choice.ef_search,
+        results["grown_bundle"] = {"items": args.items, "index_M": choice.M, "index_form": choice.form,
+                                   "ef_search": choice.ef_search,
                                    "recall@10": choice.recall, "build_s": time.time() - t,
                                    "search_index": None if grown_manifest.search is None else {
                                        "M": grown_manifest.search.index.M, "ef_search": grown_manifest.search.index.ef_search},
