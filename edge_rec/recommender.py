@@ -170,7 +170,7 @@ class EdgeRecommender:
         row = self.items.rows([item_id])[0]
         q = self.items.dequantized(np.array([row]))[0]
         # an item's own vector is a harder query for the compact store than a user's: more candidates
-        top, scores = self.retriever.top(q, k, np.array([row]), matcher(filter), widen=self.policy.similar_rerank)
+        top, scores = self.retriever.top(q, k, np.array([row]), matcher(filter), rerank_scale=self.policy.similar_rerank)
         return self._results(top, scores)
 
     def search(self, query: str, k: int = 10, filter: Filter = None, history: Optional[Sequence[str]] = None,

@@ -57,13 +57,13 @@ class Retriever:
                  policy: RetrievalPolicy) -> None:
         self.index, self.vectors, self.items, self.policy = index, vectors, items, policy
 
-    def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None, widen: int = 1
+    def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None, rerank_scale: int = 1
             ) -> Tuple[np.ndarray, np.ndarray]:
         """Best ``k`` rows for query ``q``, never one in ``exclude`` (an array, set or mapping of rows) or
         deleted; with ``match``, only rows whose metadata match (fewer than ``k`` when fewer do). A compact
-        index (``spec.rerank``) yields at least ``widen * rerank`` candidates, re-ranked here with the int8 table."""
+        index (``spec.rerank``) yields at least ``rerank_scale * rerank`` candidates, re-ranked here with the int8 table."""
         p = self.policy
-        rerank = self.index.spec.rerank * widen
+        rerank = self.index.spec.rerank * rerank_scale
         want = k if match is None else max(p.filter_fetch * k, p.min_fetch)
         while True:
             fetch = max(want, rerank)
