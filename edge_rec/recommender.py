@@ -205,7 +205,8 @@ class EdgeRecommender:
         q = self.query_encoder.encode(query)
         match = matcher(filter)
         rows = self._history_rows(history)[0] if weight > 0 else np.zeros(0, np.int64)
-        facets = self.facet_index().parse(normalize_query(query)) if spec.facet_weight > 0 else QueryFacets()
+        normalized = normalize_query(query)  # read once: the facets and the title matches take the same text
+        facets = self.facet_index().parse(normalized) if spec.facet_weight > 0 else QueryFacets()
         if spec.title_weight <= 0 and not facets:
             if q is None:
                 return []
@@ -213,7 +214,7 @@ class EdgeRecommender:
                 return self._results(*self.search_retriever.top(q, k, np.zeros(0, np.int64), match))
             cand, text = self.search_retriever.top(q, max(self.policy.blend_candidates, 5 * k), np.zeros(0, np.int64), match)
         else:
-            cand, text = self._hybrid_candidates(query, q, k, match, facets)
+            cand, text = self._hybrid_candidates(normalized, q, k, match, facets)
             if len(rows) == 0:
                 return self._results(cand[:k], text[:k])
         if len(cand) == 0:
@@ -225,7 +226,7 @@ class EdgeRecommender:
         order = np.argsort(-blended, kind="stable")[:k]
         return self._results(cand[order], blended[order])
 
-    def _hybrid_candidates(self, query: str, q: Optional[np.ndarray], k: int, match, facets: QueryFacets
+    def _hybrid_candidates(self, normalized: str, q: Optional[np.ndarray], k: int, match, facets: QueryFacets
                            ) -> Tuple[np.ndarray, np.ndarray]:
         """Encoder matches and title matches (filtered, no deleted rows) ranked by :func:`edge_rec.titles.hybrid_rank`,
         with the facet boost when the query names genres or decades."""
@@ -234,7 +235,7 @@ class EdgeRecommender:
         assert spec is not None
         want = max(self.policy.blend_candidates, 5 * k) * (self.policy.facet_widen if facets else 1)
         if spec.title_weight > 0:
-            titles = self.title_index().match(normalize_query(query))
+            titles = self.title_index().match(normalized)
             lexical = titles.best(self.policy.title_candidates)
             lexical = lexical[~np.isin(lexical, self.items.deleted)]
         else:
