@@ -36,9 +36,30 @@ def main() -> int:
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args()
     from runtime_latency import real_histories
-    from synthetic import catalog_change, grow_bundle
+    from synthetic import grow_bundle
 
     from converter.provenance import machine_record
+    key = Path(args.key)
+    out = Path(args.out)
+    result = {"machine": machine_record(args.bundle), "items": args.items, "changed_fraction": args.changed}
+    with tempfile.TemporaryDirectory() as tmp:
+        grow_bundle(args.bundle, Path(tmp) / "grown", key, args.items, real_histories(args.data, 300)[0])
+        result.update(delta_cost(Path(tmp) / "grown", key, args.changed, args.runs, Path(tmp)))
+    status = result["sync_status"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "delta_sync.json").write_text(json.dumps(result, indent=1))
+    plot(result, out / "delta_sync.png")
+    print(f"delta {result['delta_bytes']:,} B = {100 * result['ratio']:.2f}% of the snapshot ({result['snapshot_bytes']:,} B); "
+          f"apply median {result['apply_s']['median']:.3f} s; whole sync {result['sync_s']:.2f} s ({status})")
+    return 0
+
+
+def delta_cost(grown: Path, key: Path, fraction: float, runs: int, tmp: Path) -> dict:
+    """Publish ``grown`` to a channel in ``tmp``, then a change set touching ``fraction`` of its catalog: the
+    delta's bytes against the snapshot's, the device's apply_delta time (median of ``runs``) and a whole
+    sync over loopback HTTP."""
+    from synthetic import catalog_change
+
     from converter.publish import publish_bundle, publish_changes
     from edge_rec.bundle import Bundle
     from edge_rec.delta import apply_delta, read_delta
@@ -47,49 +68,37 @@ def main() -> int:
     from edge_rec.serve import serve_in_thread
     from edge_rec.state import DeviceState
     from edge_rec.sync import SyncClient
-
-    key, pub = Path(args.key), Path(args.key).with_suffix(".pub")
-    out = Path(args.out)
-    result = {"machine": machine_record(args.bundle), "items": args.items, "changed_fraction": args.changed}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        grow_bundle(args.bundle, tmp / "grown", key, args.items, real_histories(args.data, 300)[0])
-        channel = tmp / "channel"
-        publish_bundle(channel, tmp / "grown", key, name="bench")
-        with EdgeRecommender.open(tmp / "grown", pub) as rec:
-            changes = catalog_change(rec, args.changed)
+    pub = key.with_suffix(".pub")
+    channel = tmp / "channel"
+    publish_bundle(channel, grown, key, name="bench")
+    with EdgeRecommender.open(grown, pub) as rec:
+        changes = catalog_change(rec, fraction)
+    t = time.perf_counter()
+    m = publish_changes(channel, changes, key)
+    result = {"publish_s": time.perf_counter() - t}
+    delta = m.deltas[-1]
+    result.update(delta_bytes=delta.size, snapshot_bytes=m.snapshot.size, ratio=delta.size / m.snapshot.size,
+                  upserted=len(changes.upsert_ids), deleted=len(changes.delete_ids))
+    base = Bundle.open(grown, pub)  # version 1 as the device has it
+    target = Manifest.from_bytes(read_delta(channel / delta.file).manifest)
+    times = []
+    for i in range(runs):
+        stage = tmp / f"stage{i}"
+        stage.mkdir()
         t = time.perf_counter()
-        m = publish_changes(channel, changes, key)
-        result["publish_s"] = time.perf_counter() - t
-        delta = m.deltas[-1]
-        result.update(delta_bytes=delta.size, snapshot_bytes=m.snapshot.size, ratio=delta.size / m.snapshot.size,
-                      upserted=len(changes.upsert_ids), deleted=len(changes.delete_ids))
-        base = Bundle.open(tmp / "grown", pub)  # version 1 as the device has it
-        parsed = read_delta(channel / delta.file)
-        target = Manifest.from_bytes(parsed.manifest)
-        times = []
-        for i in range(args.runs):
-            stage = tmp / f"stage{i}"
-            stage.mkdir()
-            t = time.perf_counter()
-            apply_delta(base, read_delta(channel / delta.file), stage, target)
-            times.append(time.perf_counter() - t)
-            shutil.rmtree(stage)
-        result["apply_s"] = {"median": float(np.median(times)), "runs": times}
-        device = tmp / "device"
-        DeviceState(device).provision(tmp / "grown")
-        server, url = serve_in_thread(channel)
-        t = time.perf_counter()
-        status = SyncClient(device, url, pub).sync_once()
-        result["sync_s"] = time.perf_counter() - t
-        server.shutdown()
-        result["sync_status"] = status.line()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "delta_sync.json").write_text(json.dumps(result, indent=1))
-    plot(result, out / "delta_sync.png")
-    print(f"delta {result['delta_bytes']:,} B = {100 * result['ratio']:.2f}% of the snapshot ({result['snapshot_bytes']:,} B); "
-          f"apply median {result['apply_s']['median']:.3f} s; whole sync {result['sync_s']:.2f} s ({status.line()})")
-    return 0
+        apply_delta(base, read_delta(channel / delta.file), stage, target)
+        times.append(time.perf_counter() - t)
+        shutil.rmtree(stage)
+    result["apply_s"] = {"median": float(np.median(times)), "runs": times}
+    device = tmp / "device"
+    DeviceState(device).provision(grown)
+    server, url = serve_in_thread(channel)
+    t = time.perf_counter()
+    status = SyncClient(device, url, pub).sync_once()
+    result["sync_s"] = time.perf_counter() - t
+    server.shutdown()
+    result["sync_status"] = status.line()
+    return result
 
 
 def plot(r: dict, path: Path) -> None:

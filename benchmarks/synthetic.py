@@ -36,11 +36,11 @@ def synthetic_vectors(real: np.ndarray, n: int, noise: float = 0.5, seed: int = 
 
 
 def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union[str, Path], n_items: int,
-                histories: Sequence[Sequence[str]], recall_target: float = 0.95, search_texts: Sequence[str] = ()
-                ) -> IndexChoice:
+                histories: Sequence[Sequence[str]], recall_target: float = 0.95, search_texts: Sequence[str] = (),
+                with_search: bool = True) -> IndexChoice:
     """Write a bundle at ``out`` with ``src``'s model and items plus synthetic ones up to ``n_items``;
     the index is tuned on queries from ``histories`` (item ids of real users, oldest first), the search
-    index (if ``src`` has search) on popular items' titles and ``search_texts`` as queries."""
+    index (if ``src`` has search and ``with_search``) on popular items' titles and ``search_texts`` as queries."""
     bundle = Bundle.open(src, load_private_key(private_key).public_key())
     rec = EdgeRecommender(bundle)
     m = bundle.manifest
@@ -56,7 +56,7 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
     model = Int8Model(bundle.read_bytes(m.model.file), m.model, rec.model.op_report())
     golden = [r for r in rows if len(r)][:8] + [np.zeros(0, np.int64)]
     search = None
-    if m.search is not None:  # synthetic items' search vectors are drawn around the same base items
+    if m.search is not None and with_search:  # synthetic items' search vectors are drawn around the same base items
         s = m.search
         real_search = dequantize_rows(bundle.load_array(s.vectors), bundle.load_array(s.scales))
         drawn, _ = synthetic_vectors(real_search, len(extra), base=base)
@@ -116,6 +116,8 @@ def add_grown_bundle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--grown", help="reuse (or keep) the grown bundle in this directory")
     p.add_argument("--data", help="MovieLens-1M folder (default: the usual places)")
+    p.add_argument("--no-search", action="store_true",
+                   help="grow without the search part (its float32 search graph is not a compact store)")
 
 
 def grown_bundle(args: argparse.Namespace, tmp: Union[str, Path], tuning: Sequence[Sequence[str]]) -> Path:
@@ -123,5 +125,5 @@ def grown_bundle(args: argparse.Namespace, tmp: Union[str, Path], tuning: Sequen
     ``tuning`` histories) and kept at ``--grown`` or in ``tmp``."""
     grown = Path(args.grown) if args.grown else Path(tmp) / "grown"
     if not (grown / "manifest.json").is_file():
-        grow_bundle(args.bundle, grown, args.key, args.items, tuning)
+        grow_bundle(args.bundle, grown, args.key, args.items, tuning, with_search=not args.no_search)
     return grown

@@ -1,16 +1,19 @@
 """Open a bundle directory and verify it before any byte reaches TFLite or hnswlib.
 
 Order of checks: manifest size and JSON shape, the ed25519 signature(s) against pinned public keys,
-then every listed file's size and sha256. A file is hashed again right before it is used, so what
-is loaded is exactly what was verified. An index a delta sync built on the device is checked against
-the device's own record of it (``local.json``), written when it was built.
+then every listed file's size and sha256. A file is checked again right before it is used, so what
+is loaded is exactly what was verified: hashed again unless its inode, size, mtime and ctime are still
+those it had when it was hashed (any write changes its ctime, which no program can set), so a large
+catalog is hashed once per open, not twice. An index a delta sync built on the device is checked
+against the device's own record of it (``local.json``), written when it was built.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Union
+from typing import Dict, Iterable, List, Tuple, Union
 
 import numpy as np
 
@@ -23,14 +26,26 @@ CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> "tuple[str, int]":
-    h, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK)
-            if not chunk:
-                return h.hexdigest(), size
-            h.update(chunk)
-            size += len(chunk)
+        return _sha256_stream(f)
+
+
+def _sha256_stream(f) -> "tuple[str, int]":
+    h, size = hashlib.sha256(), 0
+    while True:
+        chunk = f.read(CHUNK)
+        if not chunk:
+            return h.hexdigest(), size
+        h.update(chunk)
+        size += len(chunk)
+
+
+Fingerprint = Tuple[int, int, int, int, int]
+
+
+def _fingerprint(st: os.stat_result) -> Fingerprint:
+    """What any write to a file changes (ctime cannot be set back by a program)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -78,6 +93,7 @@ class Bundle:
     def __init__(self, path: Path, manifest: Manifest, signers: List[str]) -> None:
         self.path, self.manifest, self.signers = path, manifest, signers
         self.local: Dict[str, FileEntry] = read_local_record(path, manifest)
+        self._verified: Dict[str, Fingerprint] = {}  # name -> the file's fingerprint when its hash matched
 
     @classmethod
     def open(cls, path: Union[str, Path], public_keys: Union[KeyLike, Iterable[KeyLike]], threshold: int = 1) -> "Bundle":
@@ -109,25 +125,39 @@ class Bundle:
         return entry
 
     def verify_file(self, name: str) -> Path:
-        """Check one file's size and sha256 against the manifest; return its path."""
+        """Check one file's size and sha256 against the manifest (once: again only if it changed since);
+        return its path."""
         entry = self.entry(name)
         file = self.path / name
-        if not file.is_file():
-            raise IntegrityError(f"{file} is missing; re-install or re-sync the bundle")
-        if file.stat().st_size != entry.size:
-            raise IntegrityError(f"{name}: {file.stat().st_size} bytes, the manifest says {entry.size}; the bundle "
-                                 "is damaged or was altered")
-        digest, _ = sha256_file(file)
+        try:
+            if self._verified.get(name) == _fingerprint(file.stat()):
+                return file
+            with open(file, "rb") as f:
+                before = _fingerprint(os.fstat(f.fileno()))
+                if before[2] != entry.size:
+                    raise IntegrityError(f"{name}: {before[2]} bytes, the manifest says {entry.size}; the bundle "
+                                         "is damaged or was altered")
+                digest, _ = _sha256_stream(f)
+                after = _fingerprint(os.fstat(f.fileno()))
+        except (FileNotFoundError, IsADirectoryError):
+            raise IntegrityError(f"{file} is missing; re-install or re-sync the bundle") from None
+        if after != before:
+            raise IntegrityError(f"{name} changed while it was being verified")
         if digest != entry.sha256:
             raise IntegrityError(f"{name}: sha256 {digest[:16]}... differs from the manifest's "
                                  f"{entry.sha256[:16]}...; the bundle is damaged or was altered")
+        self._verified[name] = after
         return file
 
     def read_bytes(self, name: str) -> bytes:
-        """The file's bytes, hashed after reading so they are exactly the verified ones."""
+        """The file's bytes, exactly the verified ones: hashed after reading unless the file is unchanged
+        since it was verified (same fingerprint before and after the read)."""
         entry = self.entry(name)
-        data = (self.path / name).read_bytes()
-        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+        with open(self.path / name, "rb") as f:
+            before = _fingerprint(os.fstat(f.fileno()))
+            data = f.read()
+            unchanged = self._verified.get(name) == before == _fingerprint(os.fstat(f.fileno()))
+        if len(data) != entry.size or not (unchanged or hashlib.sha256(data).hexdigest() == entry.sha256):
             raise IntegrityError(f"{name} changed after the bundle was verified")
         return data
 

@@ -1,7 +1,11 @@
 """`convert` end to end on a slice of real MovieLens-1M: students, int8 TFLite, index, signed bundle,
 and the runtime verifying and reproducing it."""
+import hashlib
 import json
+import os
 import shutil
+import time
+from unittest import mock
 
 import pytest
 
@@ -81,6 +85,28 @@ def test_tampered_files_are_detected(converted, tmp_path):
     index.write_bytes(index.read_bytes()[:-100])
     with pytest.raises(IntegrityError):
         Bundle.open(b, converted["pub"])
+
+
+def test_files_are_hashed_once_unless_they_change_after_open(converted, tmp_path):
+    b = copy_bundle(converted, tmp_path)
+    bundle = Bundle.open(b, converted["pub"])
+    name = bundle.manifest.model.file
+    calls = []
+    real = hashlib.sha256
+    with mock.patch("edge_rec.bundle.hashlib.sha256", lambda *a: calls.append(a) or real(*a)):
+        assert bundle.read_bytes(name) == (b / name).read_bytes()
+        assert bundle.verify_file(name) == b / name
+    assert calls == []  # unchanged since Bundle.open hashed it
+    file, st = b / name, (b / name).stat()
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    time.sleep(0.01)
+    file.write_bytes(bytes(data))  # same size, altered in place ...
+    os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and its mtime put back: the ctime still moved
+    with pytest.raises(IntegrityError, match="changed after the bundle was verified"):
+        bundle.read_bytes(name)
+    with pytest.raises(IntegrityError, match="sha256"):
+        bundle.verify_file(name)
 
 
 def test_tampered_manifest_and_wrong_key_are_rejected(converted, tmp_path):

@@ -1,0 +1,170 @@
+"""A million-item catalog on the device: the item store's bytes, open time, memory, recommend / similar /
+filtered latency against the same-run floor, and a 1% delta sync (bytes on the wire, apply time).
+
+The catalog is a real bundle grown to N items (benchmarks/synthetic.py: real item vectors plus noise shaped
+by their covariance, rescaled to the base item's norm; metadata copied from the base item), its index
+tuned by the converter's own rule (converter.index.tune_index) on real ML-1M histories' queries. It is
+grown without the search part (--no-search is implied): a search index is a float32 hnswlib graph
+(no compact store yet), which at this size alone would not fit the memory floor. Timed queries are other
+real ML-1M users' histories read from SQLite on the device, one thread. Writes results/million.json and .png.
+
+    python benchmarks/million.py --bundle artifacts/ml-1m/bundle --key artifacts/keys/edge-rec.key --grown /tmp/g1m
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+MEMORY_SNIPPET = """
+import json, sys
+from edge_rec.recommender import EdgeRecommender
+
+def rss(field="VmRSS"):  # VmHWM: the peak (ru_maxrss would carry the forking parent's over exec)
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(fields[field].split()[0]) / 1024
+
+rec = EdgeRecommender.open(sys.argv[1], sys.argv[2], num_threads=1)
+opened = rss()
+for h in json.load(open(sys.argv[3])):
+    rec.recommend(k=10, history=h)
+    rec.recommend(k=10, history=h, filter={"genres": "Comedy"})
+    rec.similar_items(h[-1], k=10)
+print(json.dumps({"after_open_mb": opened, "after_serving_mb": rss(),
+                  "peak_mb": rss("VmHWM")}))
+"""
+
+
+def memory(bundle: Path, pub: Path, histories, tmp: Path) -> dict:
+    """RSS of a fresh process after opening the bundle and after serving ``histories`` (MB)."""
+    path = tmp / "memory_histories.json"
+    path.write_text(json.dumps(histories))
+    out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, str(bundle), str(pub), str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return {**json.loads(out.splitlines()[-1]), "histories": len(histories)}
+
+
+def store_bytes(bundle: Path) -> dict:
+    """Bytes per item on disk of the item store (index, projection, int8 table and scales) and of the snapshot."""
+    from edge_rec.bundle import read_manifest
+    m = read_manifest(bundle)
+    store = [m.index.file, m.items.vectors, m.items.scales] + ([m.index.projection] if m.index.projection else [])
+    size = {name: (bundle / name).stat().st_size for name in store}
+    total = sum(f.stat().st_size for f in bundle.iterdir() if f.is_file())
+    return {"item_store_bytes_per_item": sum(size.values()) / m.items.count, "files": size,
+            "snapshot_mb": total / 1e6, "items": m.items.count}
+
+
+CASES = {  # name -> call(rec, i, history)
+    "similar": lambda rec, i, h: rec.similar_items(h[-1], k=10),
+    "recommend, genre filter": lambda rec, i, h: rec.recommend(k=10, filter={"genres": "Comedy"}),
+}
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.5, 1, 1]})
+    lat = r["latency"]
+    names = ["floor", "recommend", "similar", "recommend,\ngenre filter"]
+    p50 = [lat["floor_p50_ms"], lat["recommend_p50_ms"], lat["similar"]["p50_ms"], lat["recommend, genre filter"]["p50_ms"]]
+    p99 = [lat["floor_p99_ms"], lat["recommend_p99_ms"], lat["similar"]["p99_ms"], lat["recommend, genre filter"]["p99_ms"]]
+    x = np.arange(len(names))
+    a.bar(x - 0.2, p50, 0.4, label="p50", color="tab:blue")
+    a.bar(x + 0.2, p99, 0.4, label="p99", color="tab:gray")
+    for i, (m, n) in enumerate(zip(p50, p99)):
+        a.annotate(f"{m:.2f}", (i - 0.2, m), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=8)
+        a.annotate(f"{n:.2f}", (i + 0.2, n), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=8)
+    a.axhline(2 * lat["floor_p50_ms"], color="red", ls="--", lw=1, label="2 x floor p50 (recommend's target)")
+    a.set_xticks(x, names, fontsize=9)
+    a.set_ylim(0, 1.25 * max(p99))
+    a.set_ylabel("ms per call (k=10), one thread")
+    a.legend(fontsize=8, loc="upper left")
+    a.set_title(f"latency at {r['items']:,} items", fontsize=10)
+    mem = r["memory"]
+    b.bar(["after open", "after serving"], [mem["after_open_mb"], mem["after_serving_mb"]], color="tab:green")
+    for i, v in enumerate([mem["after_open_mb"], mem["after_serving_mb"]]):
+        b.annotate(f"{v:.0f} MB", (i, v), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=9)
+    b.axhline(400, color="red", ls="--", lw=1, label="400 MB target")
+    b.set_ylim(0, 480)
+    b.set_ylabel("resident memory (MB)")
+    b.set_title(f"open {r['open']['open_s']:.2f} s (target 1 s)", fontsize=10)
+    b.legend(fontsize=8, loc="lower right")
+    d = r["delta"]
+    c.bar(["apply_delta\n(median)", "whole sync\n(loopback)"], [d["apply_s"]["median"], d["sync_s"]], color="tab:orange")
+    for i, v in enumerate([d["apply_s"]["median"], d["sync_s"]]):
+        c.annotate(f"{v:.2f} s", (i, v), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=9)
+    c.axhline(5, color="red", ls="--", lw=1, label="5 s target (apply)")
+    c.set_ylim(0, 1.25 * max(5.0, d["sync_s"]))
+    c.set_ylabel("seconds")
+    c.set_title(f"1% delta: {100 * d['ratio']:.2f}% of the snapshot", fontsize=10)
+    c.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    from synthetic import add_grown_bundle_args, grown_bundle
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_grown_bundle_args(p)
+    p.set_defaults(items=1_000_000, no_search=True)
+    p.add_argument("--queries", type=int, default=300)
+    p.add_argument("--open-runs", type=int, default=5)
+    p.add_argument("--delta-runs", type=int, default=3)
+    p.add_argument("--out", default=str(HERE / "results" / "million.json"))
+    args = p.parse_args()
+    from delta_sync import delta_cost
+    from query_path import measure
+    from runtime_latency import import_and_open, latency, real_histories
+
+    from converter.provenance import machine_record
+    key = Path(args.key)
+    pub = key.with_suffix(".pub")
+    histories, _ = real_histories(args.data, 2 * args.queries)
+    tuning, timed = histories[:args.queries], histories[args.queries:]
+    with tempfile.TemporaryDirectory() as tmp:
+        grown = grown_bundle(args, tmp, tuning)
+        r = {"machine": machine_record(grown), "items": args.items, "store": store_bytes(grown),
+             "how": "real ML-1M item vectors + Gaussian noise with 0.25x their covariance, rescaled to the base "
+                    "item's norm (benchmarks/synthetic.py); no search part"}
+        print(f"item store {r['store']['item_store_bytes_per_item']:.0f} B/item, snapshot {r['store']['snapshot_mb']:.0f} MB",
+              flush=True)
+        r["open"] = import_and_open(grown, pub, args.open_runs)
+        print(f"open {r['open']['open_s']:.3f} s (import {r['open']['import_s']:.3f} s)", flush=True)
+        r["memory"] = memory(grown, pub, timed[:100], Path(tmp))
+        print(f"memory {r['memory']}", flush=True)
+        lat = measure(grown, pub, timed)
+        for case, call in CASES.items():
+            lat[case] = {k: v for k, v in latency(grown, pub, timed, lambda rec, i: call(rec, i, timed[i])).items()
+                         if k != "samples_ms"}
+        r["latency"] = lat
+        print(f"recommend p50 {lat['recommend_p50_ms']:.3f} ms (p99 {lat['recommend_p99_ms']:.3f}), floor "
+              f"{lat['floor_p50_ms']:.3f} ms, ratio {lat['ratio']:.2f}; "
+              + "; ".join(f"{c} p50 {lat[c]['p50_ms']:.3f} ms (p99 {lat[c]['p99_ms']:.3f})" for c in CASES), flush=True)
+        r["delta"] = delta_cost(grown, key, 0.01, args.delta_runs, Path(tmp))
+        d = r["delta"]
+        print(f"1% delta {d['delta_bytes'] / 1e6:.1f} MB = {100 * d['ratio']:.2f}% of the snapshot; apply median "
+              f"{d['apply_s']['median']:.2f} s; whole sync {d['sync_s']:.2f} s", flush=True)
+    r["floors"] = {"item_store_bytes_per_item": 260, "open_s": 1.0, "rss_mb": 400, "recommend_ratio": 2.0,
+                   "delta_share": 0.02, "delta_apply_s": 5.0}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1))
+    plot(r, out.with_suffix(".png"))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
