@@ -35,8 +35,8 @@ class EncoderConfig:
 
     name: str = "large"
     vocab_size: int = 8000        # SentencePiece pieces
-    bigram_buckets: int = 8000    # hashed piece bigrams (0: none)
-    embed_dim: int = 128
+    bigram_buckets: int = 0       # hashed piece bigrams (0: none; 8,000 at 128 wide helped less than width)
+    embed_dim: int = 256          # the pooled query's width: what limited overlap with the language model
     hidden: int = 512
     max_pieces: int = 32
     max_count: float = 3.0
