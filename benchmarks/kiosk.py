@@ -184,7 +184,7 @@ def main() -> int:
     with EdgeRecommender.open(args.bundle, args.key) as rec:
         rng = random.Random(0)
         items = [rec.items.ids[r] for r in rng.sample(range(len(rec.items)), 200)]
-        queries = [str(rec.items.metadata(rec.items.row_of[i]).get("title", i)).lower() for i in items[:50]]
+        queries = [str(rec.items.metadata(int(rec.items.rows([i])[0])).get("title", i)).lower() for i in items[:50]]
         queries += ["a 90s comedy", "scary movies from the 80s", "space adventure", "romantic drama"]
     with tempfile.TemporaryDirectory() as tmp:
         server, host = start_kiosk(Path(args.bundle), Path(args.key), Path(tmp) / "state")

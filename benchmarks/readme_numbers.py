@@ -272,10 +272,36 @@ def distributed() -> str:
     return "\n".join(rows + ["", source(r, "distributed.json")])
 
 
+def million() -> str:
+    r = load("million.json")
+    lat, mem, d, st = r["latency"], r["memory"], r["delta"], r["store"]
+    f = r["floors"]
+    rows = ["| at {:,} items (one thread) | measured | floor |".format(r["items"]), "| --- | ---: | ---: |",
+            f"| item store on disk (index + projection + int8 table) | {st['item_store_bytes_per_item']:.0f} B/item | "
+            f"{f['item_store_bytes_per_item']} B/item |",
+            f"| open (verify + load, fresh process, median) | {r['open']['open_s']:.2f} s | {f['open_s']:g} s |",
+            f"| resident memory after serving {mem['histories']} users | {mem['after_serving_mb']:.0f} MB "
+            f"(peak {mem['peak_mb']:.0f}) | {f['rss_mb']} MB |",
+            f"| recommend p50 / p99 | {lat['recommend_p50_ms']:.3f} / {lat['recommend_p99_ms']:.3f} ms | "
+            f"{f['recommend_ratio']:g} x floor |",
+            f"| floor in the same run (student invoke + the store's own query) | {lat['floor_p50_ms']:.3f} ms | |",
+            f"| recommend / floor | {lat['ratio']:.2f} | {f['recommend_ratio']:g} |",
+            f"| similar_items p50 / p99 | {lat['similar']['p50_ms']:.3f} / {lat['similar']['p99_ms']:.3f} ms | |",
+            f"| recommend with a genre filter p50 / p99 | {lat['recommend, genre filter']['p50_ms']:.3f} / "
+            f"{lat['recommend, genre filter']['p99_ms']:.3f} ms | |",
+            f"| 1% delta ({d['upserted']:,} upserted, {d['deleted']:,} deleted) | {d['delta_bytes'] / 1e6:.1f} MB = "
+            f"{100 * d['ratio']:.2f}% of the {d['snapshot_bytes'] / 1e6:.0f} MB snapshot | {100 * f['delta_share']:g}% |",
+            f"| applying it (median) / a whole sync over loopback | {d['apply_s']['median']:.2f} s / {d['sync_s']:.2f} s | "
+            f"{f['delta_apply_s']:g} s |"]
+    return "\n".join(rows + ["", source(r, "million.json") + f" <sub>Grown bundle manifest sha256 "
+                                   f"{r['machine']['bundle_manifest_sha256'][:12]}; {r['how']}.</sub>"])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
                                         "search-alone": search_alone, "query-path": query_path,
-                                        "index-peers": index_peers, "distributed": distributed}
+                                        "index-peers": index_peers, "distributed": distributed,
+                                        "million": million}
 
 
 def render(text: str) -> str:

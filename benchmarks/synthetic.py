@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -37,10 +37,11 @@ def synthetic_vectors(real: np.ndarray, n: int, noise: float = 0.5, seed: int = 
 
 def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union[str, Path], n_items: int,
                 histories: Sequence[Sequence[str]], recall_target: float = 0.95, search_texts: Sequence[str] = (),
-                with_search: bool = True) -> IndexChoice:
+                with_search: bool = True, tune: Optional[Dict[str, Any]] = None) -> IndexChoice:
     """Write a bundle at ``out`` with ``src``'s model and items plus synthetic ones up to ``n_items``;
     the index is tuned on queries from ``histories`` (item ids of real users, oldest first), the search
-    index (if ``src`` has search and ``with_search``) on popular items' titles and ``search_texts`` as queries."""
+    index (if ``src`` has search and ``with_search``) on popular items' titles and ``search_texts`` as queries;
+    ``tune``: tune_index arguments (default: the converter's, trying M and 2M plain graphs and every compact form)."""
     bundle = Bundle.open(src, load_private_key(private_key).public_key())
     rec = EdgeRecommender(bundle)
     m = bundle.manifest
@@ -52,7 +53,7 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
     meta += [dict(meta[b], title=f"{meta[b].get('title', '')} (synthetic {i})") for i, b in enumerate(base)]
     rows = [rec.items.rows(h, strict=False)[-rec.history_len:] for h in histories]
     queries = np.stack([rec.model.query(vectors[r]) for r in rows if len(r)])
-    choice = tune_index(vectors, queries, target=recall_target, Ms=(m.index.M, 2 * m.index.M))
+    choice = tune_index(vectors, queries, **{"target": recall_target, "Ms": (m.index.M, 2 * m.index.M), **(tune or {})})
     model = Int8Model(bundle.read_bytes(m.model.file), m.model, rec.model.op_report())
     golden = [r for r in rows if len(r)][:8] + [np.zeros(0, np.int64)]
     search = None
@@ -120,10 +121,11 @@ def add_grown_bundle_args(p: argparse.ArgumentParser) -> None:
                    help="grow without the search part (its float32 search graph is not a compact store)")
 
 
-def grown_bundle(args: argparse.Namespace, tmp: Union[str, Path], tuning: Sequence[Sequence[str]]) -> Path:
+def grown_bundle(args: argparse.Namespace, tmp: Union[str, Path], tuning: Sequence[Sequence[str]],
+                 tune: Optional[Dict[str, Any]] = None) -> Path:
     """The grown bundle at ``--grown`` if one is there, else ``--bundle`` grown to ``--items`` (index tuned on
-    ``tuning`` histories) and kept at ``--grown`` or in ``tmp``."""
+    ``tuning`` histories, ``tune``: see :func:`grow_bundle`) and kept at ``--grown`` or in ``tmp``."""
     grown = Path(args.grown) if args.grown else Path(tmp) / "grown"
     if not (grown / "manifest.json").is_file():
-        grow_bundle(args.bundle, grown, args.key, args.items, tuning, with_search=not args.no_search)
+        grow_bundle(args.bundle, grown, args.key, args.items, tuning, with_search=not args.no_search, tune=tune)
     return grown

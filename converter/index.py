@@ -19,11 +19,13 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+from .errors import ConverterError
+
+EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)  # the wide end: 1M-item catalogs
 M_GRID = (8, 12, 16, 24, 32)
 COMPACT_DIMS = (16, 24, 32)     # projected dimensions tried for the compact store (below the item dimension)
 COMPACT_M = 8
-RERANK_GRID = (40, 80, 160)     # rows the device re-ranks with the int8 table
+RERANK_GRID = (40, 80, 160, 320)  # rows the device re-ranks with the int8 table (320: 1M-item catalogs)
 
 
 def build_hnsw(vectors: np.ndarray, space: str = "ip", M: int = 16, ef_construction: int = 200, seed: int = 0):
@@ -134,6 +136,9 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             good += [(size, ef, COMPACT_M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
     if good:
         size, _, M, ef, dim, rerank, recall = min(good, key=lambda g: (round(g[0], 1), g[1], g[5]))
+    elif not Ms:
+        raise ConverterError(f"no compact store of {', '.join(map(str, compact_dims))} dimensions reached recall@{k} "
+                             f"{target + margin:.2f}, and no plain graph was to be tried")
     else:  # nothing reached the margin: the best measured plain setting
         M, ef = max(((m, e) for m in Ms for e in efs), key=lambda me: (curves[me[0]][me[1]], -me[0], -me[1]))
         size, dim, rerank, recall = sizes[M], 0, 0, curves[M][ef]

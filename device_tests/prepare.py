@@ -86,7 +86,7 @@ def main() -> int:
         rows = rng.choice(len(rec.items), n, replace=False)
         ups = {rec.items.ids[r]: vectors[r] * 0.95 for r in rows[: n // 2]}
         ups.update({f"kit-new-{i}": vectors[r] * 1.02 for i, r in enumerate(rng.choice(len(rec.items), n // 3))})
-        meta = {k: rec.items.metadata(int(rec.items.row_of[k])) if k in rec.items.row_of else
+        meta = {k: rec.items.metadata(int(rec.items.rows([k])[0])) if k in rec.items else
                 {"title": f"{NEW_TITLE} {k[8:]}", "year": 2026, "genres": ["Drama"]} for k in ups}
         search = None
         if rec.has_search:

@@ -54,7 +54,7 @@ def test_publish_to_s3_and_devices_sync_over_http(converted, s3_endpoint, tmp_pa
     assert (s.state, s.version) == ("updated", 2), s.line()
     assert any(m2.deltas[-1].file in line for line in got) and not any(m2.snapshot.file in line for line in got)
     with EdgeRecommender.open(DeviceState(device).current_dir(), converted["pub"]) as rec:
-        assert "s3-0" in rec.items.row_of
+        assert "s3-0" in rec.items
     m3 = publish_changes(store, some_changes(converted, "again"), converted["key"])  # a device that came by delta
     got = []                                                                        # keeps coming by delta
     s = SyncClient(device, http, converted["pub"]).sync_once(log=got.append)

@@ -71,7 +71,7 @@ def test_pinned_devices_follow_a_rotation_to_a_new_signing_key(converted, fleet,
     s = sync(fleet)
     assert (s.state, s.version) == ("updated", 3), s.line()
     with LiveRecommender(fleet["device"], fleet["k1pub"]) as live:  # the app still pins K1: the root decides
-        assert live.version == 3 and "after-rotation" in live.refresh().items.row_of
+        assert live.version == 3 and "after-rotation" in live.refresh().items
     forge_channel(fleet["ch"], [fleet["k1"]])  # K1, retired, signs a newer channel
     s = sync(fleet)
     assert s.state == "rejected" and "signature" in s.message and s.version == 3, s.line()

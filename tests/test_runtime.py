@@ -317,3 +317,26 @@ def test_cli_inspect_recommend_similar(converted):
     assert r.returncode == 1 and "unknown item id" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(cli + ["recommend", b, "--key", "00" * 32], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "valid signature" in r.stderr
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_item_table_maps_ids_to_rows_even_when_hashes_collide(collide):
+    from unittest import mock
+
+    from edge_rec.errors import IncompatibleBundleError
+    from edge_rec.items import TOMBSTONE, ItemTable
+
+    def table(ids):
+        return ItemTable(np.zeros((len(ids), 2), np.int8), np.ones(len(ids), np.float32), ids, np.zeros(0, np.int64))
+    # with ``collide`` every id of the same length has the same hash: lookups must still compare the ids
+    with mock.patch("edge_rec.items.hash", len, create=True) if collide else mock.MagicMock():
+        items = table(["aa", "bb", TOMBSTONE, "cc", TOMBSTONE, "d"])
+        assert items.aligned_rows(["bb", "cc", "zz", "aa", TOMBSTONE, "d", 7]).tolist() == [1, 3, -1, 0, -1, 5, -1]
+        assert items.deleted.tolist() == [2, 4] and "cc" in items and TOMBSTONE not in items and 3 not in items
+        assert items.rows(["d", "aa"]).tolist() == [5, 0]
+        with pytest.raises(KeyError, match="zz"):
+            items.rows(["aa", "zz"])
+        for dup in (["aa", "bb", "aa"], ["x", "aa", "bb", "cc", "bb"]):
+            with pytest.raises(IncompatibleBundleError, match="not unique"):
+                table(dup)
+        assert table([]).aligned_rows(["aa"]).tolist() == [-1]

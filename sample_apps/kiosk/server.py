@@ -74,7 +74,7 @@ class Kiosk:
 
     def known(self, item_id: str) -> None:
         with self.live.current() as rec:
-            if item_id not in rec.items.row_of:
+            if item_id not in rec.items:
                 raise HTTPError(HTTPStatus.NOT_FOUND, f"unknown item id {item_id!r}: not in this catalog")
 
     def sync_forever(self, every: float) -> None:

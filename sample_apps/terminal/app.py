@@ -74,7 +74,7 @@ class Terminal(cmd.Cmd):
         item = self.item_id(arg)
         if item is None:
             return
-        if item not in self.live.refresh().items.row_of:
+        if item not in self.live.refresh().items:
             print(f"unknown item {item!r}")
             return
         self.history.record(item, "pick")
