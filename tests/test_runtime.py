@@ -340,3 +340,18 @@ def test_item_table_maps_ids_to_rows_even_when_hashes_collide(collide):
             with pytest.raises(IncompatibleBundleError, match="not unique"):
                 table(dup)
         assert table([]).aligned_rows(["aa"]).tolist() == [-1]
+
+
+def test_item_metadata_lines_found_across_read_chunks(tmp_path):
+    from edge_rec.items import ItemTable
+    lines = [json.dumps({"title": "x" * n}) for n in (10, (1 << 20) - 5, 3, 2 << 20, 0)]  # lines cross 1 MB reads
+    path = tmp_path / "meta.jsonl"
+    path.write_bytes("\n".join(lines).encode())  # the last line without its newline
+    items = ItemTable(np.zeros((5, 2), np.int8), np.ones(5, np.float32), list("abcde"), np.zeros(0, np.int64), path)
+    assert [len(items.metadata(r)["title"]) for r in (4, 1, 3, 0, 2)] == [0, (1 << 20) - 5, 2 << 20, 10, 3]
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    items = ItemTable(np.zeros((5, 2), np.int8), np.ones(5, np.float32), list("abcde"), np.zeros(0, np.int64), path)
+    assert len(items.metadata(4)["title"]) == 0 and len(items.metadata(3)["title"]) == 2 << 20
+    path.write_bytes(("\n".join(lines[:4]) + "\n").encode())
+    with pytest.raises(Exception, match="4 lines for 5 items"):
+        ItemTable(np.zeros((5, 2), np.int8), np.ones(5, np.float32), list("abcde"), np.zeros(0, np.int64), path).metadata(0)
