@@ -158,8 +158,8 @@ class ItemIndex:
     def count(self) -> int:
         return self._index.element_count
 
-    def search(self, query: np.ndarray, k: int, exclude: Optional[Collection[int]] = None, ef: Optional[int] = None
-               ) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, k: int, exclude: Optional[Collection[int]] = None, ef: Optional[int] = None,
+               need: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (rows, distances) nearest to ``query``, best first, never returning a row in ``exclude``
         (rows as an array, or a set or mapping of them: a device's seen rows are kept as one between requests).
         ``query`` is in the item space; a compact index projects it, and its distances are the projection's.
@@ -167,6 +167,10 @@ class ItemIndex:
         First an unfiltered search for a few more than ``k`` rows, excluded ones dropped afterwards;
         only when too many of them were excluded does hnswlib's per-node filter (a Python callback,
         several times slower) run. Raises ItemIndexError if the graph cannot yield ``k`` rows.
+
+        ``need`` (default ``k``): the caller keeps only the best ``need`` of them after its own exact re-rank
+        (a compact store's candidate pool): the first search fetches extra rows for excluded ones among
+        ``need``, not among all ``k``, and its unexcluded rows (at least ``need``, at most ``k``) are enough.
         """
         skip = _row_set(exclude)
         n = min(k, self.count - len(skip))
@@ -176,7 +180,8 @@ class ItemIndex:
         if self.projection is not None:
             query = query @ self.projection
         ef = max(ef or self.spec.ef_search, n)
-        fetch = n + min(len(skip), FETCH_EXTRA * n)
+        need = min(n, need or n)
+        fetch = n + min(len(skip), FETCH_EXTRA * need)
         with self._lock:
             try:
                 labels, dist = self._query(query, fetch, max(ef, fetch), None)
@@ -185,7 +190,7 @@ class ItemIndex:
                         return labels[:n], dist[:n]
                 else:
                     keep = np.array([i for i, label in enumerate(labels.tolist()) if label not in skip][:n], np.intp)
-                    if len(keep) == n:
+                    if len(keep) >= need:
                         return labels[keep], dist[keep]
             except ItemIndexError:
                 pass

@@ -70,7 +70,8 @@ class Retriever:
             if fetch + len(exclude) >= p.exact_share * len(self.items):
                 return self.scored(self._exact(q, k, exclude, match), q)
             try:
-                cand, dist = self.index.search(q, fetch, exclude)
+                # unfiltered, only the best k survive the re-rank: excluded rows need replacing among those k only
+                cand, dist = self.index.search(q, fetch, exclude, need=k if match is None else None)
             except ItemIndexError:
                 return self.scored(self._exact(q, k, exclude, match), q)
             if match is None:

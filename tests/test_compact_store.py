@@ -85,6 +85,15 @@ def test_the_converted_bundle_is_compact_and_answers_like_the_plain_graph(conver
         assert np.mean(alike) >= 0.9, np.mean(alike)
         comedies = compact.recommend(10, histories[0], filter={"genres": "Comedy"})
         assert len(comedies) == 10 and all("Comedy" in r.metadata["genres"] for r in comedies)
+        # the re-rank pool under exclusions: extra rows cover the excluded among the k kept, not the whole pool
+        pool = compact.index.spec.rerank
+        for h in histories[:20]:
+            rows = compact.items.rows(h, strict=False)
+            q, seen = compact.query_vector(rows[-compact.history_len:]), set(rows.tolist())
+            lean, _ = compact.index.search(q, pool, seen, need=10)
+            wide, _ = compact.index.search(q, pool, seen)
+            assert 10 <= len(lean) <= pool and not seen & set(lean.tolist()) and len(wide) == pool
+            assert lean.tolist() == wide[:len(lean)].tolist() or len(set(lean.tolist()) & set(wide.tolist())) >= 0.9 * len(lean)
 
 
 @pytest.mark.parametrize("damage", ["shape", "nan", "not npy"])
