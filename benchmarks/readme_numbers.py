@@ -239,7 +239,7 @@ def query_path() -> str:
     return "\n".join([
         "| recommend() at 100k items, one thread | before | after |", "| --- | ---: | ---: |",
         f"| p50 after a tap (history in memory) | {before['recommend_p50_ms']:.3f} ms | {now['recommend_p50_ms']:.3f} ms |",
-        f"| floor in the same run (student invoke + raw hnswlib query) | {before['floor_p50_ms']:.3f} ms | "
+        f"| floor in the same run (student invoke + the store's own query) | {before['floor_p50_ms']:.3f} ms | "
         f"{now['floor_p50_ms']:.3f} ms |",
         f"| ratio to the floor | {before['ratio']:.2f} | {now['ratio']:.2f} |",
         f"| p99 | {before['recommend_p99_ms']:.3f} ms | {now['recommend_p99_ms']:.3f} ms |",
