@@ -62,9 +62,10 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
                  metadata: Sequence[Dict[str, Any]], popularity: np.ndarray, index: IndexChoice,
                  golden_histories: Sequence[np.ndarray], private_key: Union[str, Path],
                  bundle_version: Optional[int] = None, info: Optional[Dict[str, Any]] = None,
-                 search: Optional[SearchPart] = None,
+                 search: Optional[SearchPart] = None, seen_items: str = "exclude",
                  before_signing: Optional[Callable[[EdgeRecommender, Manifest], None]] = None) -> Manifest:
     """Quantize the item vectors, build the index(es), write all files, compute golden cases, sign, publish.
+    ``seen_items`` is the repeat-consumption protocol the bundle was evaluated with (the device's default).
     ``before_signing`` may adjust the manifest (e.g. the search blend) using the runtime on the staged files."""
     out = Path(out)
     key = load_private_key(private_key)
@@ -97,7 +98,7 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
             items=ItemsSpec(FILES["vectors"], FILES["scales"], FILES["ids"], FILES["metadata"], FILES["popularity"],
                             len(q), q.shape[1]),
             files=files, golden=[], info=dict(info or {}),
-            search=_search_spec(search, len(q)) if search is not None else None)
+            search=_search_spec(search, len(q)) if search is not None else None, seen_items=seen_items)
         manifest.check_consistency()
         with EdgeRecommender(Bundle(stage, manifest, signers=[])) as rec:
             if before_signing is not None:

@@ -12,11 +12,15 @@ from typing import List
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
+    from .data.split import REPEAT_SHARE
     g = p.add_argument_group("data (MovieLens-1M by default, or the generic CSV/TSV format)")
     g.add_argument("--data", metavar="DIR", help="MovieLens-1M folder (default: $EDGE_REC_ML1M, ../shared/data/ml-1m, ./data/ml-1m)")
     g.add_argument("--interactions", metavar="FILE", help="generic interactions file: user,item,timestamp[,weight]")
     g.add_argument("--items", metavar="FILE", help="generic items file: item[,title,year,genres,...]")
     g.add_argument("--delimiter", help="field delimiter of the generic files (default: by extension)")
+    g.add_argument("--seen-items", choices=("auto", "exclude", "repeat"), default="auto",
+                   help="repeat-consumption protocol for evaluation and the bundle: exclude seen items, or rank them "
+                        f"too (re-purchases); auto: 'repeat' when >= {100 * REPEAT_SHARE:.0f}%% of held-out targets repeat a seen item")
 
 
 def _teacher_args(p: argparse.ArgumentParser) -> None:
@@ -40,7 +44,7 @@ def _load(args: argparse.Namespace):
     from .workflow import load_dataset
     dataset = load_dataset(args.data, args.interactions, args.items, args.delimiter)
     print(dataset.summary())
-    return dataset, leave_one_out(dataset)
+    return dataset, leave_one_out(dataset, args.seen_items)
 
 
 def _artifacts(args: argparse.Namespace, dataset) -> Path:
@@ -60,6 +64,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .report import protocol_line
     from .workflow import evaluate_models, format_table
     dataset, split = _load(args)
     models = {}
@@ -67,11 +72,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         models[Path(path).name] = _saved_teacher(path, dataset)
     out = Path(args.json) if args.json else _artifacts(args, dataset) / f"eval-{args.split}.json"
     results = evaluate_models(models, dataset, split, args.split, out)
+    print(protocol_line(split.seen_items, split.repeat_share).replace("**", ""))
     print(format_table(results))
     print(f"written to {out}")
     if args.bundle:
         _eval_bundle_search(args, dataset, split, out.with_name(f"eval-search-{Path(args.bundle).name}.json"))
+    if args.cold_start:
+        _eval_cold_start(args, dataset, out.with_name("eval-cold-start.json"))
     return 0
+
+
+def _eval_cold_start(args: argparse.Namespace, dataset, out: Path) -> None:
+    """The cold-start protocol (converter.coldstart): a teacher and bundle without the held-out items, the
+    items shipped by a delta to a device over loopback HTTP, the device measured on their test events."""
+    from edge_rec.atomic import atomic_write_json
+    from edge_rec.signing import generate_keypair
+
+    from .coldstart import cold_start_lines, run_cold_start
+    from .convert import ConvertConfig
+    work = out.with_name("cold-start")
+    key, _ = generate_keypair(work / "keys")  # the bundle only serves this measurement
+    config = ConvertConfig(architectures=("pool-recent",), search=None)
+    run = run_cold_start(dataset, work, key, _teacher_config(args), config, _text_encoder(args, out.parent / "cache"),
+                         share=args.cold_start, seed=args.seed, seen_items=args.seen_items)
+    atomic_write_json(out, run.to_dict())
+    print("\n".join(cold_start_lines(run.to_dict())))
+    print(f"written to {out}")
 
 
 def _eval_bundle_search(args: argparse.Namespace, dataset, split, out: Path) -> None:
@@ -362,6 +388,12 @@ def register(sub) -> None:
     p.add_argument("--bundle", metavar="DIR", help="also measure this bundle's on-device search on held-out items' queries")
     p.add_argument("--key", metavar="PUB", help="the bundle's public key")
     p.add_argument("--json", metavar="FILE", help="where to write the metrics (default: <artifacts>/eval-<split>.json)")
+    p.add_argument("--cold-start", type=float, metavar="SHARE",
+                   help="also measure cold start: hold SHARE of the items (e.g. 0.1) out of training, ship them to a "
+                        "device by a delta, measure the device on their test events (trains its own teacher: see "
+                        "the teacher options)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cold-start item draw (default 0)")
+    _teacher_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("convert", parents=[common], help=COMMANDS["convert"])

@@ -35,16 +35,18 @@ class Quality:
 
 @dataclass
 class TestResults:
-    """The test split, every model measured by the same code (seen items excluded)."""
+    """The test split, every model measured by the same code under one repeat-consumption protocol."""
 
     popularity: Quality
     teacher: Quality
     student_fp32: Quality
     bundle: Quality  # the device path: int8 TFLite student, HNSW retrieval, int8 re-scoring
+    seen_items: str = "exclude"  # the protocol (manifest.seen_items): "exclude" or "repeat"
+    repeat_share: float = 0.0    # share of held-out targets already in their user's history
 
     def models(self) -> Dict[str, Quality]:
         """Field name -> quality, in table order."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type == "Quality"}
 
 
 @dataclass

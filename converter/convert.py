@@ -238,6 +238,7 @@ def convert(
         private_key,
         info=info,
         search=search_part,
+        seen_items=split.seen_items,
         before_signing=tune_search,
     )
     return Conversion(Path(out), manifest, candidates, pick, why, index, search, tuning, (time.time() - t0) / 60)

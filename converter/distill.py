@@ -70,8 +70,11 @@ def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
 
 
-def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: int) -> np.ndarray:
-    masked = mask_seen(np.array(scores, dtype=np.float32, copy=True), histories)
+def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: int, exclude_seen: bool = True) -> np.ndarray:
+    """Each row's top-``k`` items, its history's items left out (unless ``exclude_seen`` is False)."""
+    masked = np.array(scores, dtype=np.float32, copy=True)
+    if exclude_seen:
+        mask_seen(masked, histories)
     return np.argsort(-masked, axis=1, kind="stable")[:, :k]
 
 
@@ -154,6 +157,6 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
 
 
 def fidelity(teacher: Teacher, scorer: StudentScorer, eval_set: EvalSet, k: int = 10, limit: int = 2000) -> float:
-    """Top-k overlap between student and teacher (seen items excluded) on up to ``limit`` histories."""
-    hist = eval_set.histories[:limit]
-    return topk_overlap(exclude_seen_topk(scorer(hist), hist, k), exclude_seen_topk(teacher.scores(hist), hist, k))
+    """Top-k overlap between student and teacher (under the eval set's protocol) on up to ``limit`` histories."""
+    hist, ex = eval_set.histories[:limit], eval_set.exclude_seen
+    return topk_overlap(exclude_seen_topk(scorer(hist), hist, k, ex), exclude_seen_topk(teacher.scores(hist), hist, k, ex))

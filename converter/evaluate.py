@@ -1,7 +1,8 @@
-"""Full-ranking evaluation: every catalog item is ranked for every user, seen items excluded.
+"""Full-ranking evaluation: every catalog item is ranked for every user.
 
-One protocol for the teacher, the student and the on-device bundle: anything that turns a batch of
-histories into scores over the catalog (a ``Scorer``) is evaluated by :func:`evaluate`.
+One protocol for the teacher, the student, popularity and the on-device bundle: anything that turns a
+batch of histories into scores over the catalog (a ``Scorer``) is evaluated by :func:`evaluate`, with
+seen items excluded or not as the split's repeat-consumption protocol says (``EvalSet.exclude_seen``).
 """
 from __future__ import annotations
 
@@ -49,31 +50,33 @@ def rank_targets(scores: np.ndarray, histories: Sequence[np.ndarray], targets: n
                  k: int, exclude_seen: bool = True):
     """Ranks of ``targets`` in ``scores`` (B, n_items) and the top-``k`` items per row.
 
-    Seen items (the history, except the target itself) are excluded. Ties are broken by item index,
-    so a rank and a top-k list always agree.
+    With ``exclude_seen`` every item of the history is left out, the target too if the user had seen it
+    (its rank is then ``inf``: a device that excludes seen items can never show it). Ties are broken by
+    item index, so a rank and a top-k list always agree.
     """
     scores = np.array(scores, dtype=np.float32, copy=True)
     rows = np.arange(len(targets))
     if scores.ndim != 2 or scores.shape[0] != len(targets):
         raise ValueError(f"scorer returned shape {scores.shape}, expected ({len(targets)}, n_items)")
-    target_scores = scores[rows, targets].copy()
-    if exclude_seen:
-        mask_seen(scores, histories)
-        scores[rows, targets] = target_scores  # a target the user had seen before stays rankable
     nan = np.isnan(scores)
     if nan.any():
         raise ValueError(f"scorer returned NaN scores for {int(nan.any(axis=1).sum())} users")
+    if exclude_seen:
+        mask_seen(scores, histories)
     index = np.arange(scores.shape[1])[None, :]
-    t = target_scores[:, None]
-    ranks = ((scores > t) | ((scores == t) & (index < targets[:, None]))).sum(axis=1)
+    t = scores[rows, targets][:, None]
+    ranks = ((scores > t) | ((scores == t) & (index < targets[:, None]))).sum(axis=1).astype(np.float64)
+    ranks[np.isneginf(t[:, 0])] = np.inf  # an excluded (seen) target is not ranked
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return ranks, top
 
 
 def evaluate(scorer: Scorer, eval_set: EvalSet, n_items: int, ks: Iterable[int] = DEFAULT_KS,
-             batch_size: int = 512, exclude_seen: bool = True, desc: Optional[str] = None) -> Dict[str, float]:
-    """Evaluate ``scorer`` on ``eval_set`` with full ranking over all ``n_items`` items."""
+             batch_size: int = 512, exclude_seen: Optional[bool] = None, desc: Optional[str] = None) -> Dict[str, float]:
+    """Evaluate ``scorer`` on ``eval_set`` with full ranking over all ``n_items`` items (seen items
+    excluded or not: ``exclude_seen``, by default the eval set's protocol)."""
     ks = tuple(ks)
+    exclude_seen = eval_set.exclude_seen if exclude_seen is None else exclude_seen
     all_ranks: List[np.ndarray] = []
     all_top: List[np.ndarray] = []
     n = len(eval_set)

@@ -40,16 +40,19 @@ def measure(
         golden = rec.check_golden()
         table = dequantize_rows(*quantize_rows(teacher.item_vectors()))  # the item table the student was distilled on
         fp32 = StudentScorer(chosen.student, table, chosen.config.history_len)
-        teacher_top = exclude_seen_topk(teacher.scores(test.histories), test.histories, 10)
+        ex = test.exclude_seen  # the split's protocol, which the bundle records (manifest.seen_items)
+        teacher_top = exclude_seen_topk(teacher.scores(test.histories), test.histories, 10, ex)
         bundle_quality, bundle_top = device_quality(rec, test, n_items)
         results = TestResults(
             popularity=Quality(evaluate(PopularityScorer(split.train, n_items), test, n_items)),
             teacher=Quality(evaluate(teacher, test, n_items, desc="teacher")),
             student_fp32=Quality(
                 evaluate(fp32, test, n_items, desc="fp32 student"),
-                topk_overlap(exclude_seen_topk(fp32(test.histories), test.histories, 10), teacher_top),
+                topk_overlap(exclude_seen_topk(fp32(test.histories), test.histories, 10, ex), teacher_top),
             ),
             bundle=Quality(bundle_quality, topk_overlap(bundle_top, teacher_top)),
+            seen_items=split.seen_items,
+            repeat_share=split.repeat_share,
         )
         hist = test.histories[: config.latency_queries]
         item_vectors = teacher.item_vectors()  # a server precomputes these: not part of the per-query cost
@@ -99,7 +102,7 @@ def device_quality(rec: EdgeRecommender, test: EvalSet, n_items: int, ks: Sequen
     out: Dict[str, float] = {}
     for k in sorted(ks):
         def ask(h: np.ndarray, k: int = k) -> np.ndarray:
-            got = np.asarray([row[r.item_id] for r in rec.recommend(k, [ids[i] for i in h])], np.int64)
+            got = np.asarray([row[r.item_id] for r in rec.recommend(k, [ids[i] for i in h], test.exclude_seen)], np.int64)
             lists[k].append(got)
             return got
         out.update(evaluate_lists(ask, test, n_items, ks=(k,), desc=f"bundle, k = {k}"))

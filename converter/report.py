@@ -23,6 +23,20 @@ SHORT = {"bundle": "bundle (int8 + HNSW)"}
 COLORS = {"popularity": "#bbbbbb", "teacher": "#4c72b0", "student_fp32": "#55a868", "bundle": "#c44e52"}
 
 
+def protocol_line(seen_items: str, repeat_share: float) -> str:
+    """One sentence on the repeat-consumption protocol and how often this data's targets repeat."""
+    from .data import REPEAT_SHARE
+    many = repeat_share >= REPEAT_SHARE
+    head = (f"**Many repeats:** {repeat_share:.0%} of the held-out targets are items their user had already interacted "
+            f"with (re-consumption)." if many else
+            f"{repeat_share:.1%} of the held-out targets repeat an item of their user's history.")
+    rule = ("Protocol `seen_items = exclude`: no model ranks a seen item (a repeated target counts as a miss), as the "
+            "device never recommends one again." if seen_items == "exclude" else
+            "Protocol `seen_items = repeat`: every model ranks every item, seen ones too, and the device's recommend() "
+            "does not exclude seen items by default.")
+    return f"{head} {rule} The bundle records the protocol (`manifest.seen_items`)."
+
+
 def _quality_latency(report: ConversionReport, out: Path, plt) -> str:
     models = report.test.models()
     labels = [SHORT.get(m, LABELS[m]) for m in models]
@@ -199,7 +213,10 @@ def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:
         f"Data: {report.dataset}",
         f"Bundle: `{report.bundle}` (version {report.bundle_version}); conversion took {report.minutes:.1f} min.",
         "",
-        "## Quality on the test split (leave-one-out, full ranking, seen items excluded)",
+        "## Quality on the test split (leave-one-out, full ranking, "
+        + ("seen items excluded)" if report.test.seen_items == "exclude" else "repeats allowed: seen items are ranked too)"),
+        "",
+        protocol_line(report.test.seen_items, report.test.repeat_share),
         "",
         "| model | " + " | ".join(cols) + " | top-10 overlap with teacher |",
         "|---|" + "---:|" * (len(cols) + 1),

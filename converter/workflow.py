@@ -68,7 +68,9 @@ def evaluate_models(models: Dict[str, Callable], dataset: Dataset, split: Split,
         results[name] = evaluate(scorer, eval_set, dataset.n_items, desc=name)
     if out is not None:
         atomic_write_json(out, {"dataset": dataset.name, "split": stage, "protocol":
-                                "leave-one-out, full ranking over all items, seen items excluded",
+                                "leave-one-out, full ranking over all items, " + ("seen items excluded" if eval_set.exclude_seen
+                                                                                 else "seen items ranked too (repeats)"),
+                                "seen_items": split.seen_items, "repeat_share": split.repeat_share,
                                 "results": results})
     return results
 

@@ -67,7 +67,7 @@ def _print_recs(recs, as_json: bool) -> None:
 def cmd_recommend(args: argparse.Namespace) -> int:
     rec = _open(args)
     history = [h for h in args.history.split(",") if h] if args.history is not None else None
-    _print_recs(rec.recommend(k=args.k, history=history, exclude_seen=not args.include_seen,
+    _print_recs(rec.recommend(k=args.k, history=history, exclude_seen=args.exclude_seen,
                               filter=_filter(args.filter)), args.json)
     return 0
 
@@ -205,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", parents=[device, shown], help="recommend from the device history or a given one")
     p.add_argument("--history", metavar="ID,ID,...", help="item ids, oldest first (default: read --history-db)")
     p.add_argument("--history-db", metavar="FILE", help="the on-device history database")
-    p.add_argument("--include-seen", action="store_true", help="do not exclude items already in the history")
+    seen = p.add_mutually_exclusive_group()
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false", default=None,
+                      help="items already in the history may come back (re-purchases)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="never return items already in the history (default: the bundle's protocol, seen_items)")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("search", parents=[device, shown], help="search the catalog by text, on the device")

@@ -15,13 +15,18 @@ from .errors import IncompatibleBundleError, ManifestError
 from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 6           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
+FORMAT_VERSION = 7           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
 #   5: search.facet_weight (genres and decades a query names; format 4 searches without);
-#   6: index.projection / index.rerank (the compact item store: the graph over a projection, an int8 re-rank)
+#   6: index.projection / index.rerank (the compact item store: the graph over a projection, an int8 re-rank);
+#   7: seen_items (the repeat-consumption protocol; older formats exclude seen items)
 MANIFEST_NAME = "manifest.json"
 LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# What recommend() does with items already in the user's history, chosen per data set by the converter
+# and evaluated the same way: "exclude" (never shown again: films, books) or "repeat" (re-purchases
+# count: groceries, consumables).
+SEEN_ITEMS = ("exclude", "repeat")
 
 
 
@@ -280,6 +285,7 @@ class Manifest(SignedDocument):
     golden: List[GoldenCase]
     info: Dict[str, Any] = field(default_factory=dict)
     search: Optional[SearchSpec] = None  # format 3: on-device search (absent: this bundle has none)
+    seen_items: str = "exclude"          # format 7: one of SEEN_ITEMS (older formats: "exclude")
     signatures: List[Signature] = field(default_factory=list)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -306,6 +312,7 @@ class Manifest(SignedDocument):
                         for i, g in enumerate(typed_field(d, "golden", list, w))],
                 info=typed_field(d, "info", dict, w, optional=True) or {},
                 search=SearchSpec.from_dict(d["search"]) if d.get("search") is not None else None,
+                seen_items=typed_field(d, "seen_items", str, w) if version >= 7 else "exclude",
                 signatures=[Signature.from_dict(s, f"manifest.signatures[{i}]")
                             for i, s in enumerate(typed_field(d, "signatures", list, w, optional=True) or [])])
         m.check_consistency()
@@ -337,6 +344,9 @@ class Manifest(SignedDocument):
 
     def check_consistency(self) -> None:
         """Cross-field checks: every referenced file is listed, and dims and counts agree."""
+        if self.seen_items not in SEEN_ITEMS:
+            raise IncompatibleBundleError(f"manifest.seen_items is {self.seen_items!r}; this runtime knows "
+                                          f"{' and '.join(map(repr, SEEN_ITEMS))}: upgrade edge-rec on the device")
         referenced = ([self.model.file] + ([self.model.edgetpu_file] if self.model.edgetpu_file else [])
                       + [self.items.vectors, self.items.scales, self.items.ids, self.items.metadata, self.items.popularity])
         if self.search:

@@ -116,13 +116,22 @@ class EdgeRecommender:
         rows = np.asarray(rows[:k], dtype=np.int64)
         return rows, np.zeros(len(rows), np.float32)
 
-    def recommend_rows(self, rows: np.ndarray, k: int = 10, exclude_seen: bool = True, filter: Filter = None,
+    @property
+    def exclude_seen(self) -> bool:
+        """Whether recommend() leaves out items the user has seen, by default: the bundle's protocol
+        (``manifest.seen_items``, chosen by the converter per data set and evaluated that way)."""
+        return self.bundle.manifest.seen_items == "exclude"
+
+    def recommend_rows(self, rows: np.ndarray, k: int = 10, exclude_seen: Optional[bool] = None, filter: Filter = None,
                        exclude: Optional[Collection[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (rows, scores) for a history of rows; popularity order when the history is empty.
-        With ``exclude_seen``, the rows in ``exclude`` (default: the history's) are never returned."""
+        With ``exclude_seen`` (default: the bundle's :attr:`exclude_seen`), the rows in ``exclude``
+        (default: the history's) are never returned."""
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         rows = np.asarray(rows, dtype=np.int64)
+        if exclude_seen is None:
+            exclude_seen = self.exclude_seen
         seen = (rows if exclude is None else exclude) if exclude_seen else ()
         match = matcher(filter)
         if len(rows) == 0:
@@ -146,19 +155,21 @@ class EdgeRecommender:
             rows = window.aligned[window.aligned >= 0]
         return rows[-self.history_len:], window.seen
 
-    def recommend(self, k: int = 10, history: Optional[Sequence[str]] = None, exclude_seen: bool = True,
+    def recommend(self, k: int = 10, history: Optional[Sequence[str]] = None, exclude_seen: Optional[bool] = None,
                   filter: Filter = None) -> List[Recommendation]:
         """Top-``k`` items with scores and metadata.
 
         ``history`` is a list of item ids, oldest first; without it the device's HistoryStore is read.
         Unknown ids (e.g. items removed by a sync) are ignored. An empty history gets the most popular
         items. ``filter`` restricts results by metadata; fewer than ``k`` come back when fewer match.
+        ``exclude_seen`` (True: items in the history are never returned; False: they may come back, as
+        re-purchases do) defaults to the bundle's protocol, :attr:`exclude_seen`.
         """
         rows, seen = self._history_rows(history)
         top, scores = self.recommend_rows(rows, k, exclude_seen, filter, exclude=seen)
         return self._results(top, scores)
 
-    def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: bool = True,
+    def recommend_batch(self, histories: Sequence[Sequence[str]], k: int = 10, exclude_seen: Optional[bool] = None,
                         filter: Filter = None) -> List[List[Recommendation]]:
         """:meth:`recommend` for several histories."""
         return [self.recommend(k, list(h), exclude_seen, filter) for h in histories]

@@ -100,3 +100,14 @@ def test_tensor_quantization_round_trip_and_clipping():
     q = quantize_tensor(x, 0.01, -3)
     assert q.dtype == np.int8 and q[0] == -128 and q[-1] == 127
     np.testing.assert_allclose(dequantize_tensor(q, 0.01, -3)[1:4], x[1:4], atol=0.005)
+
+
+def test_seen_items_protocol_is_read_checked_and_defaults_for_older_formats():
+    d = json.loads(make_manifest(seen_items="repeat").to_json())
+    assert Manifest.from_dict(d).seen_items == "repeat"
+    with pytest.raises(IncompatibleBundleError, match="seen_items is 'sometimes'"):
+        Manifest.from_dict({**d, "seen_items": "sometimes"})
+    with pytest.raises(ManifestError, match="manifest.seen_items: missing"):
+        Manifest.from_dict({k: v for k, v in d.items() if k != "seen_items"})
+    older = {k: v for k, v in d.items() if k != "seen_items"} | {"format_version": 6}
+    assert Manifest.from_dict(older).seen_items == "exclude"  # what every bundle before format 7 did

@@ -355,3 +355,26 @@ def test_item_metadata_lines_found_across_read_chunks(tmp_path):
     path.write_bytes(("\n".join(lines[:4]) + "\n").encode())
     with pytest.raises(Exception, match="4 lines for 5 items"):
         ItemTable(np.zeros((5, 2), np.int8), np.ones(5, np.float32), list("abcde"), np.zeros(0, np.int64), path).metadata(0)
+
+
+def test_recommend_follows_the_bundles_repeat_consumption_protocol(converted, tmp_path):
+    """``seen_items`` in the manifest sets what recommend() does with seen items unless the caller says."""
+    b = tmp_path / "b"
+    shutil.copytree(converted["bundle"], b)
+    histories = [[converted["data"].items[i].id for i in h[-30:]] for h in converted["split"].test.histories[:20]]
+    assert Manifest.from_bytes((b / MANIFEST_NAME).read_bytes()).seen_items == converted["split"].seen_items == "exclude"
+    m = Manifest.from_bytes((b / MANIFEST_NAME).read_bytes())
+    m.seen_items = "repeat"
+    m.signatures = [sign(m.canonical_bytes(), load_private_key(converted["key"]))]
+    (b / MANIFEST_NAME).write_bytes(m.to_json())
+    with EdgeRecommender.open(converted["bundle"], converted["pub"]) as ex, EdgeRecommender.open(b, converted["pub"]) as rep:
+        assert ex.exclude_seen and not rep.exclude_seen
+        repeated = 0
+        for h in histories:
+            def ids(rec, **kw):
+                return [r.item_id for r in rec.recommend(50, h, **kw)]
+            assert ids(ex) == ids(ex, exclude_seen=True) == ids(rep, exclude_seen=True)
+            assert ids(rep) == ids(rep, exclude_seen=False) == ids(ex, exclude_seen=False)
+            assert not set(ids(ex)) & set(h)
+            repeated += bool(set(ids(rep)) & set(h))
+        assert repeated > 0  # with repeats allowed, seen items do come back
