@@ -31,6 +31,7 @@ def main() -> int:
     p.add_argument("--share", type=float, default=0.1, help="share of items held out (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=12.0, help="the teacher's training budget (default 12)")
+    p.add_argument("--id-dropout", type=float, default=0.0, help="the teacher's ID dropout (default 0)")
     p.add_argument("--student-epochs", type=int, default=10)
     p.add_argument("--cache", help="language-model vector cache (default: under --work)")
     p.add_argument("--work", help="where the bundle, channel and device go (default: a temporary folder)")
@@ -50,13 +51,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         key, _ = generate_keypair(work / "keys")
-        run = run_cold_start(dataset, work / "run", key, SASRecConfig(max_minutes=args.max_minutes),
+        run = run_cold_start(dataset, work / "run", key, SASRecConfig(max_minutes=args.max_minutes, id_dropout=args.id_dropout),
                              ConvertConfig(architectures=("pool-recent",), student=StudentConfig(epochs=args.student_epochs),
                                            search=None),
                              TextEncoder(cache_dir=args.cache or work / "cache"), share=args.share, seed=args.seed)
         machine = machine_record(work / "run" / "bundle")
     result = {"machine": machine, "what": __doc__.splitlines()[0], "dataset": dataset.summary(),
-              "teacher_max_minutes": args.max_minutes, **run.to_dict()}
+              "teacher": {"max_minutes": args.max_minutes, "id_dropout": args.id_dropout}, **run.to_dict()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -30,12 +30,14 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-minutes", type=float, help="training time budget (default 55)")
     g.add_argument("--dim", type=int, help="hidden size (default 64)")
     g.add_argument("--max-len", type=int, help="history length the model reads (default 200)")
+    g.add_argument("--id-dropout", type=float, help="share of items trained on their text alone in each step, so "
+                                                    "new items placed by their text rank well (default 0)")
 
 
 def _teacher_config(args: argparse.Namespace):
     from .teacher import SASRecConfig
     overrides = {"use_text": not args.no_text, "max_epochs": args.epochs, "max_minutes": args.max_minutes,
-                 "dim": args.dim, "max_len": args.max_len}
+                 "dim": args.dim, "max_len": args.max_len, "id_dropout": args.id_dropout}
     return SASRecConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -83,21 +85,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_cold_start(args: argparse.Namespace, dataset, out: Path) -> None:
-    """The cold-start protocol (converter.coldstart): a teacher and bundle without the held-out items, the
-    items shipped by a delta to a device over loopback HTTP, the device measured on their test events."""
     from edge_rec.atomic import atomic_write_json
+
+    from .coldstart import cold_start_lines
+    run = _cold_start(args, dataset, out.parent)
+    atomic_write_json(out, run)
+    print("\n".join(cold_start_lines(run)))
+    print(f"written to {out}")
+
+
+def _cold_start(args: argparse.Namespace, dataset, root: Path) -> dict:
+    """The cold-start protocol (converter.coldstart) under ``root``/cold-start: a teacher and bundle without
+    the held-out items, the items shipped by a delta to a device over loopback HTTP, the device measured."""
     from edge_rec.signing import generate_keypair
 
-    from .coldstart import cold_start_lines, run_cold_start
+    from .coldstart import run_cold_start
     from .convert import ConvertConfig
-    work = out.with_name("cold-start")
+    from .student import StudentConfig
+    work = root / "cold-start"
     key, _ = generate_keypair(work / "keys")  # the bundle only serves this measurement
-    config = ConvertConfig(architectures=("pool-recent",), search=None)
-    run = run_cold_start(dataset, work, key, _teacher_config(args), config, _text_encoder(args, out.parent / "cache"),
-                         share=args.cold_start, seed=args.seed, seen_items=args.seen_items)
-    atomic_write_json(out, run.to_dict())
-    print("\n".join(cold_start_lines(run.to_dict())))
-    print(f"written to {out}")
+    epochs = getattr(args, "student_epochs", None)
+    config = ConvertConfig(architectures=("pool-recent",), search=None,
+                           student=StudentConfig(**({"epochs": epochs} if epochs else {})))
+    return run_cold_start(dataset, work, key, _teacher_config(args), config, _text_encoder(args, root / "cache"),
+                          share=args.cold_start, seed=args.seed, seen_items=args.seen_items).to_dict()
 
 
 def _eval_bundle_search(args: argparse.Namespace, dataset, split, out: Path) -> None:
@@ -146,6 +157,15 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
     g.add_argument("--no-search", action="store_true", help="a bundle without on-device search (no query encoder)")
     g.add_argument("--search-dim", type=int, help="dimension of the search space (default 96)")
+    _cold_start_args(g)
+
+
+def _cold_start_args(g) -> None:
+    g.add_argument("--cold-start", type=float, metavar="SHARE",
+                   help="also measure cold start: hold SHARE of the items (e.g. 0.1) out of training, ship them to a "
+                        "device by a delta, measure the device on their test events (trains its own teacher with the "
+                        "teacher options)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the cold-start item draw (default 0)")
 
 
 def _ray_args(p: argparse.ArgumentParser) -> None:
@@ -197,6 +217,8 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
         search_model_out=root / "search",
     )
     report = measure(conversion, dataset, split, teacher, key, config)
+    if args.cold_start:
+        report.cold_start = _cold_start(args, dataset, root)
     md = write_report(report, root / "report")
     print(md.read_text())
     print(f"bundle: {bundle}\nreport: {md} (+ report.json and PNG plots beside it)")
@@ -388,11 +410,7 @@ def register(sub) -> None:
     p.add_argument("--bundle", metavar="DIR", help="also measure this bundle's on-device search on held-out items' queries")
     p.add_argument("--key", metavar="PUB", help="the bundle's public key")
     p.add_argument("--json", metavar="FILE", help="where to write the metrics (default: <artifacts>/eval-<split>.json)")
-    p.add_argument("--cold-start", type=float, metavar="SHARE",
-                   help="also measure cold start: hold SHARE of the items (e.g. 0.1) out of training, ship them to a "
-                        "device by a delta, measure the device on their test events (trains its own teacher: see "
-                        "the teacher options)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the cold-start item draw (default 0)")
+    _cold_start_args(p)
     _teacher_args(p)
     p.set_defaults(func=cmd_eval)
 

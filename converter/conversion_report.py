@@ -136,6 +136,7 @@ class ConversionReport:
     search: Optional[SearchReport]
     minutes: float
     machine: Dict[str, Any] = field(default_factory=dict)
+    cold_start: Optional[Dict[str, Any]] = None  # converter.coldstart.ColdStartRun.to_dict(), when measured
 
     @property
     def ndcg_ratio(self) -> float:

@@ -263,6 +263,9 @@ def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:
     lines += ["", f"Chosen: {report.chosen}"]
     if report.search is not None:
         lines += _search_lines(report.search, plots)
+    if report.cold_start is not None:
+        from .coldstart import cold_start_lines
+        lines += ["", "## Cold start: items the teacher never saw, shipped by a delta", ""] + cold_start_lines(report.cold_start)
     lines.append("")
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
     return out / "report.md"

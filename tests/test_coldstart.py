@@ -67,3 +67,16 @@ def test_cold_items_reach_the_device_by_a_delta_and_are_recommended(ml1m_slice, 
     assert m["popularity"]["HR@10"] == 0.0  # popularity at ship time cannot reach items without counts
     assert 0 < m["cold_slot_share"] < 0.5   # on the device they neither vanish nor flood
     # (quality needs a real teacher: benchmarks/cold_start.py measures it on the whole of ML-1M)
+
+
+def test_the_conversion_report_shows_a_cold_start_run(converted, tmp_path):
+    import copy
+
+    from converter.report import write_report
+    split = cold_split(tiny(), 0.2, seed=3)
+    metrics = measure_cold_start(lambda h: [it.id for it in split.cold][:10], split, exclude_seen=True)
+    report = copy.copy(converted["report"])
+    report.cold_start = {"share": 0.2, "seed": 3, "delta_bytes": 1234, "sync": "[updated] version 2", "metrics": metrics}
+    md = write_report(report, tmp_path / "report").read_text()
+    assert "## Cold start" in md and "popularity among the cold items" in md and "1,234 bytes" in md
+    assert '"cold_start"' in (tmp_path / "report" / "report.json").read_text()

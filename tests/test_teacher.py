@@ -97,3 +97,14 @@ def test_prefix_scores_share_one_pass_and_agree_with_scoring_each_prefix(trained
     assert (shared.argmax(1) == each.argmax(1)).mean() > 0.9
     with pytest.raises(ValueError, match="window"):
         teacher.prefix_user_vectors([np.arange(30) % N_ITEMS], [np.array([1, 30])])
+
+
+def test_id_dropout_trains_items_on_their_text_alone_and_never_serves_that_way():
+    from converter.teacher.sasrec import SASRecNet
+    text = np.random.default_rng(0).normal(size=(6, 384)).astype(np.float32)
+    net = SASRecNet(6, SASRecConfig(dim=8, max_len=4, id_dropout=1.0), text)
+    text_only = net.text_proj(net.text_table).numpy()
+    assert np.allclose(net.item_table(training=True).numpy(), text_only)            # every ID part dropped
+    assert np.allclose(net.item_table().numpy(), text_only + net.id_emb.embeddings.numpy())  # serving: never
+    half = SASRecNet(6, SASRecConfig(dim=8, max_len=4, id_dropout=0.5), text).item_table(training=True).numpy()
+    assert half.shape == (7, 8)

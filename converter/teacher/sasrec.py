@@ -34,6 +34,7 @@ class SASRecConfig:
     dropout: float = 0.1
     positions: str = "start"     # "start": position 0 = oldest item in the window; "end": last item = last position
     use_text: bool = True
+    id_dropout: float = 0.0      # training: share of items scored by their text alone in each step (cold start)
     learning_rate: float = 1e-3
     batch_size: int = 128
     max_epochs: int = 200
@@ -99,19 +100,25 @@ class SASRecNet(keras.Model):
             self.text_proj.build((None, padded.shape[1]))
         self(tf.zeros((1, 2), tf.int32))  # build the remaining weights (and mark the model built)
 
-    def item_table(self):
-        """(n_items + 1, dim): row i represents internal item i (row 0 is padding)."""
+    def item_table(self, training=False):
+        """(n_items + 1, dim): row i represents internal item i (row 0 is padding). In training with
+        ``id_dropout``, a random share of the items lose their ID part for the step, so the text part
+        learns to place an item alone, as it must for items added after training (cold start)."""
         table = self.id_emb.embeddings
         if self.config.use_text:
+            if training and self.config.id_dropout > 0:
+                keep = tf.random.uniform((self.n_items + 1, 1)) >= self.config.id_dropout
+                table = table * tf.cast(keep, table.dtype)
             table = table + self.text_proj(self.text_table)
         return table
 
-    def encode(self, seqs, training=False):
-        """(B, T) int32 left-padded ids -> (B, T, dim) hidden states (causal: position t sees <= t)."""
+    def encode(self, seqs, training=False, table=None):
+        """(B, T) int32 left-padded ids -> (B, T, dim) hidden states (causal: position t sees <= t); ``table``:
+        the item table to embed with (default: :meth:`item_table`)."""
         c = self.config
         length = tf.shape(seqs)[1]
         valid = tf.cast(seqs > 0, tf.float32)[..., None]
-        x = tf.gather(self.item_table(), seqs) * math.sqrt(c.dim)
+        x = tf.gather(self.item_table() if table is None else table, seqs) * math.sqrt(c.dim)
         if c.positions == "start":  # a prefix of t items has positions 0..t-1, in training and at inference alike
             pos = tf.maximum(tf.cumsum(tf.cast(seqs > 0, tf.int32), axis=1) - 1, 0)
             x = x + self.pos_emb(pos)

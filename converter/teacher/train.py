@@ -48,11 +48,12 @@ def _step_function(net, opt):
     @tf.function(input_signature=[spec, spec], reduce_retracing=True)
     def step(inputs, targets):
         with tf.GradientTape() as tape:
-            hidden = net.encode(inputs, training=True)
+            table = net.item_table(training=True)  # one draw of ID dropout for the history and the scores
+            hidden = net.encode(inputs, training=True, table=table)
             mask = targets > 0
             h = tf.boolean_mask(hidden, mask)
             y = tf.boolean_mask(targets, mask) - 1
-            logits = tf.matmul(h, net.item_table()[1:], transpose_b=True)
+            logits = tf.matmul(h, table[1:], transpose_b=True)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
