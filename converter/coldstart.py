@@ -136,7 +136,7 @@ def run_cold_start(dataset: Dataset, out: PathLike, private_key: PathLike, teach
                    log: Callable[[str], None] = say) -> ColdStartRun:
     """Hold ``share`` of the items out, train and convert on the rest, publish the held-out items as a
     delta, sync a device over loopback HTTP and measure it (see the module docstring). Writes the
-    bundle, channel and device state under ``out``."""
+    teacher, bundle, channel and device state under ``out``."""
     from edge_rec.recommender import EdgeRecommender
     from edge_rec.serve import serve_in_thread
     from edge_rec.signing import load_private_key
@@ -161,6 +161,7 @@ def run_cold_start(dataset: Dataset, out: PathLike, private_key: PathLike, teach
     teacher, _ = train_sasrec(warm_split, [it.id for it in split.warm.items],
                               text_vectors(split.warm, out / "cache", text_encoder), teacher_config, log=log)
     teacher_minutes = (time.time() - t) / 60
+    teacher.save(out / "teacher")
     conversion = convert(split.warm, warm_split, teacher, out / "bundle", private_key, convert_config, log=log,
                          text_encoder=text_encoder, search_model_out=out / "search")
     log("cold start: publishing the held-out items as a delta; a device syncs it over loopback HTTP")
