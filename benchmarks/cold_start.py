@@ -3,11 +3,12 @@ delta, measured there. Writes results/cold_start.json and .png.
 
 The protocol is :mod:`converter.coldstart` (also ``edge-rec eval --cold-start SHARE``): 10% of the items
 (seeded) and every interaction with them are removed; a teacher (text + ID embeddings, the budget given
-by --max-minutes) and a bundle (pool-recent student, no search) are built on the rest; the held-out items
-are published as a change set (placed by the teacher's text path alone), a device syncs the delta over
-loopback HTTP, and its recommend(10) is measured on the test events whose target is a held-out item.
+by --max-minutes, ID dropout by --id-dropout) and a bundle (pool-recent student, no search) are built on
+the rest; the held-out items are published as a change set (placed by the teacher's text path alone), a
+device syncs the delta over loopback HTTP, and its recommend(10) is measured on the test events whose
+target is a held-out item.
 
-    python benchmarks/cold_start.py [--data DIR] [--max-minutes 12] [--work DIR]
+    python benchmarks/cold_start.py [--data DIR] [--max-minutes 12] [--id-dropout 0.3] [--work DIR] [--out FILE]
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def plot(result, path: Path) -> None:
             ("popularity at ship time", m["popularity"]["HR@10"], "#8c8c8c"),
             ("popularity among cold items\n(oracle: whole-log counts)", m["cold_popularity_oracle"]["HR@10"], "#dd8452"),
             ("a random cold item", m["random_cold_HR@10"], "#c4c4c4")]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
     y = np.arange(len(rows))
     ax.barh(y, [r[1] for r in rows], color=[r[2] for r in rows])
     for i, (_, v, _) in enumerate(rows):
@@ -85,14 +86,16 @@ def plot(result, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlim(0, 1.25 * max(r[1] for r in rows) + 1e-3)
     ax.set_xlabel("HR@10 on the cold items' test events")
-    ax.set_title(f"{m['cold_events']} test events target one of {m['cold_items']} held-out items", fontsize=10)
-    shares = [("cold items' share\nof top-10 slots", m["cold_slot_share"]), ("of the catalog", m["cold_catalog_share"]),
-              ("of test targets", m["cold_target_share"])]
+    ax.set_title(f"{m['cold_events']} test events target one of {m['cold_items']} held-out items "
+                 f"(teacher ID dropout {result['teacher']['id_dropout']:g})", fontsize=10)
+    shares = [("device's\ntop-10 slots", m["cold_slot_share"]), ("catalog", m["cold_catalog_share"]),
+              ("test\ntargets", m["cold_target_share"])]
     ax2.bar(range(3), [s[1] for s in shares], color=["#4c72b0", "#c4c4c4", "#c4c4c4"])
     for i, (_, v) in enumerate(shares):
         ax2.text(i, v, f"{v:.1%}", ha="center", va="bottom", fontsize=9)
-    ax2.set_xticks(range(3), [s[0] for s in shares], fontsize=8)
+    ax2.set_xticks(range(3), [s[0] for s in shares], fontsize=9)
     ax2.set_ylim(0, 1.3 * max(s[1] for s in shares))
+    ax2.set_ylabel("share that is a held-out item")
     ax2.set_title("neither vanish nor flood", fontsize=10)
     ax2.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
     fig.tight_layout()

@@ -297,11 +297,39 @@ def million() -> str:
                                    f"{r['machine']['bundle_manifest_sha256'][:12]}; {r['how']}.</sub>"])
 
 
+def cold_start() -> str:
+    runs = [("cold_start.json", load("cold_start.json")), ("cold_start_id_dropout.json", load("cold_start_id_dropout.json"))]
+    m = runs[0][1]["metrics"]
+    rows = [f"| {m['cold_items']} of {m['catalog_items']:,} items held out, shipped by a delta; {m['cold_events']} of "
+            f"{m['test_events']:,} test events target them | HR@10 | NDCG@10 | their share of the top-10 slots | "
+            "HR@10 / NDCG@10 on the other events |", "| --- | ---: | ---: | ---: | ---: |"]
+    for _, r in runs:
+        c, d, w = r["metrics"], r["metrics"]["device"], r["metrics"]["device_on_warm_events"]
+        rows.append(f"| device, teacher trained at ID dropout {r['teacher']['id_dropout']:g} | {d['HR@10']:.4f} | "
+                    f"{d['NDCG@10']:.4f} | {c['cold_slot_share']:.1%} | {w['HR@10']:.4f} / {w['NDCG@10']:.4f} |")
+    p, o = m["popularity"], m["cold_popularity_oracle"]
+    rows += [f"| popularity at ship time (training counts) | {p['HR@10']:.4f} | {p['NDCG@10']:.4f} | | |",
+             f"| popularity among the held-out items (oracle: their counts in the whole log) | {o['HR@10']:.4f} | "
+             f"{o['NDCG@10']:.4f} | | |",
+             f"| a random held-out item | {m['random_cold_HR@10']:.4f} | | | |"]
+    notes = [f"The held-out items are {m['cold_catalog_share']:.0%} of the catalog and {m['cold_target_share']:.1%} of the "
+             f"test targets. Each run: a {runs[0][1]['teacher']['max_minutes']:g}-minute teacher, a pool-recent student, "
+             f"the delta {runs[0][1]['delta_bytes']:,} bytes, device sync `{runs[0][1]['sync']}`."]
+    base, drop = runs[0][1]["metrics"], runs[1][1]["metrics"]
+    hr = drop["device"]["HR@10"]
+    notes.append(f"ID dropout {runs[1][1]['teacher']['id_dropout']:g} lifts the held-out items' HR@10 "
+                 f"{hr / max(base['device']['HR@10'], 1e-9):.0f}x (to {hr / m['random_cold_HR@10']:.1f}x a random held-out "
+                 f"item, {hr / o['HR@10']:.2f}x the oracle) and their share of the slots from {base['cold_slot_share']:.1%} "
+                 f"to {drop['cold_slot_share']:.1%}, for {1 - drop['device_on_warm_events']['NDCG@10'] / base['device_on_warm_events']['NDCG@10']:.1%} "
+                 "less NDCG@10 on the other events.")
+    return "\n".join(rows + [""] + notes + [""] + [source(r, name) for name, r in runs])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
                                         "search-alone": search_alone, "query-path": query_path,
                                         "index-peers": index_peers, "distributed": distributed,
-                                        "million": million}
+                                        "million": million, "cold-start": cold_start}
 
 
 def render(text: str) -> str:

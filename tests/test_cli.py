@@ -48,9 +48,15 @@ def test_demo_reuses_the_saved_teacher(demo_run):
 def test_eval_command(demo_run, tmp_path):
     art, args, first = demo_run
     assert first.returncode == 0
-    r = edge_rec("eval", *args[:4], "--teacher", art / "teacher", "--split", "valid", "--json", tmp_path / "v.json")
+    r = edge_rec("eval", *args[:4], "--teacher", art / "teacher", "--split", "valid", "--json", tmp_path / "v.json",
+                 "--cold-start", "0.1", "--epochs", "2", "--dim", "16", "--max-len", "20")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path / "v.json").read_text())["split"] == "valid"
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["split"] == "valid" and v["seen_items"] == "exclude" and v["repeat_share"] == 0.0  # nobody rates a film twice
+    assert "Protocol `seen_items = exclude`" in r.stdout
+    cold = json.loads((tmp_path / "eval-cold-start.json").read_text())  # held-out items shipped by a delta, measured
+    assert cold["sync"].startswith("[updated]") and cold["metrics"]["cold_events"] > 0
+    assert "| device (text-placed vectors, through the delta) |" in r.stdout
 
 
 def test_clear_errors_for_bad_input(tmp_path):

@@ -27,7 +27,7 @@ def test_results_files_record_what_they_measured():
         record = readme_numbers.load(name)["machine"]
         assert {"commit", "cpu", "cores", "interpreter", "measured"} <= set(record), name
     for name in ("conversion_report_ml1m.json", "runtime_latency.json", "delta_sync.json", "speedup.json", "kiosk.json",
-                 "fleet.json"):
+                 "fleet.json", "cold_start.json", "cold_start_id_dropout.json"):
         assert len(readme_numbers.load(name)["machine"]["bundle_manifest_sha256"]) == 64, name
 
 
