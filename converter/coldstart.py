@@ -37,6 +37,7 @@ class ColdSplit:
     cold: List[Item]
     histories: List[List[str]]
     targets: List[str]
+    cold_counts: Dict[str, int]  # interactions with each held-out item in the whole log (the oracle's knowledge)
 
 
 def cold_split(dataset: Dataset, share: float = 0.1, seed: int = 0) -> ColdSplit:
@@ -54,8 +55,10 @@ def cold_split(dataset: Dataset, share: float = 0.1, seed: int = 0) -> ColdSplit
                    warm_seqs, list(dataset.cold_items))
     ids = [it.id for it in dataset.items]
     events = [seq for seq in dataset.sequences if len(seq) >= MIN_EVAL_LENGTH]
+    counts = np.bincount(np.concatenate(dataset.sequences), minlength=dataset.n_items) if dataset.sequences else np.zeros(0)
     return ColdSplit(warm, [it for it, c in zip(dataset.items, is_cold) if c],
-                     [[ids[i] for i in seq[:-1]] for seq in events], [ids[seq[-1]] for seq in events])
+                     [[ids[i] for i in seq[:-1]] for seq in events], [ids[seq[-1]] for seq in events],
+                     {ids[i]: int(counts[i]) for i in np.flatnonzero(is_cold)})
 
 
 def _hits(lists: Sequence[Sequence[str]], targets: Sequence[str]) -> Dict[str, float]:
@@ -87,12 +90,7 @@ def measure_cold_start(recommend: Callable[[List[str]], List[str]], split: ColdS
     train = leave_one_out(split.warm).train
     counts = np.bincount(np.concatenate(train), minlength=len(warm_ids)) if train else np.zeros(len(warm_ids))
     by_popularity = [warm_ids[i] for i in np.argsort(-counts, kind="stable")] + sorted(cold)
-    full_counts: Dict[str, int] = {}
-    for history, target in zip(split.histories, split.targets):
-        for item_id in history + [target]:
-            if item_id in cold:
-                full_counts[item_id] = full_counts.get(item_id, 0) + 1
-    cold_by_popularity = sorted(cold, key=lambda i: (-full_counts.get(i, 0), i))
+    cold_by_popularity = sorted(cold, key=lambda i: (-split.cold_counts[i], i))
     device_lists = [recommend(h) for h in progress(split.histories, desc="cold start: device", total=len(split.histories))]
     on_cold = [i for i, t in enumerate(split.targets) if t in cold]
     pick = [split.targets[i] for i in on_cold]

@@ -23,6 +23,7 @@ def test_cold_split_removes_every_interaction_with_the_held_out_items():
         kept = [data.items[i].id for i in full if data.items[i].id not in cold]
         assert [split.warm.items[i].id for i in warm] == kept  # order kept, rows re-indexed
     assert len(split.targets) == 20 and split.histories[0] == [data.items[i].id for i in data.sequences[0][:-1]]
+    assert split.cold_counts == {c: sum(int(data.items[i].id == c) for seq in data.sequences for i in seq) for c in cold}
     assert cold_split(data, 0.2, seed=3).cold == split.cold and cold_split(data, 0.2, seed=4).cold != split.cold
     with pytest.raises(ConverterError, match="share"):
         cold_split(data, 1.5)
