@@ -21,6 +21,7 @@ import numpy as np
 from .data import Dataset, Item, leave_one_out
 from .data.split import MIN_EVAL_LENGTH
 from .errors import ConverterError
+from .evaluate import metrics_from_ranks
 from .progress import progress, say
 
 PathLike = Union[str, Path]
@@ -62,12 +63,13 @@ def cold_split(dataset: Dataset, share: float = 0.1, seed: int = 0) -> ColdSplit
 
 
 def _hits(lists: Sequence[Sequence[str]], targets: Sequence[str]) -> Dict[str, float]:
-    """HR@10 and NDCG@10 of recommendation lists (item ids) against one target each."""
-    ranks = [lst.index(t) if t in lst[:K] else math.inf for lst, t in zip(lists, targets)]
-    hit = np.isfinite(ranks)
-    return {"HR@10": float(hit.mean()) if len(ranks) else 0.0,
-            "NDCG@10": float(np.mean([1 / math.log2(r + 2) if math.isfinite(r) else 0.0 for r in ranks])) if len(ranks) else 0.0,
-            "events": len(ranks)}
+    """HR@10 and NDCG@10 of recommendation lists (item ids) against one target each, by the project's one
+    metric definition (:func:`converter.evaluate.metrics_from_ranks`)."""
+    if not len(targets):
+        return {"HR@10": 0.0, "NDCG@10": 0.0, "events": 0}
+    ranks = np.array([list(lst[:K]).index(t) if t in lst[:K] else math.inf for lst, t in zip(lists, targets)])
+    m = metrics_from_ranks(ranks, np.full((len(ranks), K), -1), 1, ks=(K,))  # no item rows here: coverage unused
+    return {"HR@10": m[f"HR@{K}"], "NDCG@10": m[f"NDCG@{K}"], "events": len(ranks)}
 
 
 def _popular(order: Sequence[str], history: Sequence[str], exclude_seen: bool) -> List[str]:
