@@ -42,8 +42,8 @@ for h in json.load(open(sys.argv[3])):
     rec.recommend(k=10, history=h)
     rec.recommend(k=10, history=h, filter={"genres": "Comedy"})
     rec.similar_items(h[-1], k=10)
-print(json.dumps({"after_open_mb": opened, "after_serving_mb": rss(),
-                  "peak_mb": rss("VmHWM")}))
+print(json.dumps({"after_open_mb": opened, "after_serving_mb": rss(), "peak_mb": rss("VmHWM"),
+                  "anonymous_mb": rss("RssAnon"), "file_backed_mb": rss("RssFile")}))
 """
 
 

@@ -272,6 +272,13 @@ def distributed() -> str:
     return "\n".join(rows + ["", source(r, "distributed.json")])
 
 
+def _rss_split(mem: dict) -> str:
+    """How much of the resident memory is file pages (mapped tables, libraries: clean, reclaimable)."""
+    if "file_backed_mb" not in mem:  # results from before the split was recorded
+        return ""
+    return f"; anonymous {mem['anonymous_mb']:.0f}, file-backed {mem['file_backed_mb']:.0f}"
+
+
 def million() -> str:
     r = load("million.json")
     lat, mem, d, st = r["latency"], r["memory"], r["delta"], r["store"]
@@ -281,7 +288,7 @@ def million() -> str:
             f"{f['item_store_bytes_per_item']} B/item |",
             f"| open (verify + load, fresh process, median) | {r['open']['open_s']:.2f} s | {f['open_s']:g} s |",
             f"| resident memory after serving {mem['histories']} users | {mem['after_serving_mb']:.0f} MB "
-            f"(peak {mem['peak_mb']:.0f}) | {f['rss_mb']} MB |",
+            f"(peak {mem['peak_mb']:.0f}{_rss_split(mem)}) | {f['rss_mb']} MB |",
             f"| recommend p50 / p99 | {lat['recommend_p50_ms']:.3f} / {lat['recommend_p99_ms']:.3f} ms | "
             f"{f['recommend_ratio']:g} x floor |",
             f"| floor in the same run (student invoke + the store's own query) | {lat['floor_p50_ms']:.3f} ms | |",
@@ -325,11 +332,30 @@ def cold_start() -> str:
     return "\n".join(rows + [""] + notes + [""] + [source(r, name) for name, r in runs])
 
 
+def teacher_ablation() -> str:
+    """The teacher recipes tried within the 55-minute budget: validation for the choice, test for each."""
+    r = load("teacher_ablation.json")
+    arms = r["teachers"]
+    base = next(iter(arms.values()))["config"]
+    rows = ["| teacher (differs from the first by) | epochs run | stopped by | best epoch | valid NDCG@10 | valid HR@10 | "
+            "test NDCG@10 | test HR@10 |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, a in arms.items():
+        changed = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in a["config"].items()
+                            if k != "max_minutes" and base.get(k) != v) or "the shipped recipe"
+        stopped = "early stopping" if a["stopped"].startswith("early stop") else a["stopped"]
+        t = r["test"][name]
+        rows.append(f"| {name}: {changed} | {a['epochs_run']} | {stopped} ({a['train_seconds'] / 60:.0f} min) | "
+                    f"{a['best_epoch']} | {a['valid']['NDCG@10']:.4f} | {a['valid']['HR@10']:.4f} | {t['NDCG@10']:.4f} | "
+                    f"{t['HR@10']:.4f} |")
+    return "\n".join(rows + ["", source(r, "teacher_ablation.json")])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
                                         "search-alone": search_alone, "query-path": query_path,
                                         "index-peers": index_peers, "distributed": distributed,
-                                        "million": million, "cold-start": cold_start}
+                                        "million": million, "cold-start": cold_start,
+                                        "teacher-ablation": teacher_ablation}
 
 
 def render(text: str) -> str:

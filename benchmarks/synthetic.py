@@ -48,7 +48,7 @@ def grow_bundle(src: Union[str, Path], out: Union[str, Path], private_key: Union
     real = rec.items.dequantized(np.arange(len(rec.items)))
     extra, base = synthetic_vectors(real, n_items - len(real))
     vectors = np.concatenate([real, extra])
-    ids = rec.items.ids + [f"syn-{i}" for i in range(len(extra))]
+    ids = list(rec.items.ids) + [f"syn-{i}" for i in range(len(extra))]
     meta = [rec.items.metadata(r) for r in range(len(real))]
     meta += [dict(meta[b], title=f"{meta[b].get('title', '')} (synthetic {i})") for i, b in enumerate(base)]
     rows = [rec.items.rows(h, strict=False)[-rec.history_len:] for h in histories]

@@ -15,6 +15,7 @@ def main() -> int:
     p.add_argument("teachers", nargs="+", help="saved teacher directories")
     p.add_argument("--eval", required=True, help="eval JSON written by `edge-rec eval`")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    p.add_argument("--name", default="teacher", help="results file names: NAME.json and NAME.png (default teacher)")
     args = p.parse_args()
     import matplotlib
     matplotlib.use("Agg")
@@ -27,11 +28,13 @@ def main() -> int:
     from converter.provenance import machine_record
     summary = {"machine": machine_record(), "test": results, "teachers": {}}
     for path in args.teachers:
-        info = json.loads((Path(path) / "config.json").read_text())["info"]
+        saved = json.loads((Path(path) / "config.json").read_text())
+        info = saved["info"]
         rows = [e for e in info["epochs"] if "valid_NDCG@10" in e]
         name = Path(path).name
         a.plot([e["minutes"] for e in rows], [e["valid_NDCG@10"] for e in rows], marker=".", label=name)
-        summary["teachers"][name] = {k: info[k] for k in ("best_epoch", "valid", "train_seconds", "stopped")}
+        summary["teachers"][name] = {**{k: info[k] for k in ("best_epoch", "valid", "train_seconds", "stopped")},
+                                     "epochs_run": len(info["epochs"]), "config": saved["config"]}
     a.set_xlabel("training minutes (2 CPU cores)")
     a.set_ylabel("validation NDCG@10 (full ranking)")
     a.legend()
@@ -42,9 +45,9 @@ def main() -> int:
     b.set_ylabel("test (leave-one-out, full ranking)")
     b.legend()
     fig.tight_layout()
-    fig.savefig(out / "teacher.png", dpi=100)
-    (out / "teacher.json").write_text(json.dumps(summary, indent=1))
-    print(f"written: {out / 'teacher.png'}, {out / 'teacher.json'}")
+    fig.savefig(out / f"{args.name}.png", dpi=100)
+    (out / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
+    print(f"written: {out / args.name}.png, {out / args.name}.json")
     return 0
 
 

@@ -96,7 +96,7 @@ def device_quality(rec: EdgeRecommender, test: EvalSet, n_items: int, ks: Sequen
     """The bundle's metrics as a device gets them: for each k, ``recommend(k, history)`` through the public
     API and its metrics @k from that list (a device asking for 10 gets the index's k = 10 search, not the
     first 10 of a wider one); MRR is the widest list's. Also returns the (users, 10) top-10 rows."""
-    ids = rec.items.ids
+    ids = list(rec.items.ids)  # decoded once: every history is mapped back to ids
     row = {item_id: r for r, item_id in enumerate(ids)}
     lists: Dict[int, List[np.ndarray]] = {k: [] for k in ks}
     out: Dict[str, float] = {}

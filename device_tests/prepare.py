@@ -98,7 +98,7 @@ def main() -> int:
                         key)
     histories = [g.history for g in rec.bundle.manifest.golden if g.history]
     for _ in range(args.histories):
-        histories.append(list(rng.choice(rec.items.ids, int(rng.integers(3, 60)), replace=False)))
+        histories.append(list(rng.choice(list(rec.items.ids), int(rng.integers(3, 60)), replace=False)))
     cases = []
     for h in histories:
         rows = rec.items.rows(h, strict=False)

@@ -161,6 +161,27 @@ class Bundle:
             raise IntegrityError(f"{name} changed after the bundle was verified")
         return data
 
+    def map_array(self, name: str) -> np.ndarray:
+        """A verified ``.npy`` file memory-mapped read-only: its pages are read when touched, so a large
+        table costs the device only the rows it uses. Mapped from the file that was verified (same inode,
+        size, mtime and ctime); a bundle's files are never rewritten in place (a sync writes a new version
+        beside it), so the mapping keeps the verified bytes."""
+        self.verify_file(name)
+        try:
+            with open(self.path / name, "rb") as f:
+                if self._verified.get(name) != _fingerprint(os.fstat(f.fileno())):
+                    raise IntegrityError(f"{name} changed after the bundle was verified")
+                version = np.lib.format.read_magic(f)
+                shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                         else np.lib.format.read_array_header_2_0(f))
+                if dtype.hasobject or fortran:
+                    raise ValueError(f"a {'Fortran-ordered' if fortran else 'object'} array")
+                if not np.prod(shape):
+                    return np.zeros(shape, dtype)  # nothing to map (an empty file cannot be mapped)
+                return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape)
+        except ValueError as e:
+            raise IntegrityError(f"{name} is not a valid .npy array: {e}") from None
+
     def load_array(self, name: str) -> np.ndarray:
         """A verified ``.npy`` file (no pickles)."""
         import io

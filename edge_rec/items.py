@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .errors import IncompatibleBundleError, ItemIndexError
+from .item_ids import ItemIds
 from .quant import dequantize_rows
 
 TOMBSTONE = ""  # the id of a deleted row
@@ -53,7 +54,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 class ItemTable:
     CACHE_ROWS = 4096
 
-    def __init__(self, vectors: np.ndarray, scales: np.ndarray, ids: Sequence[str], popularity: np.ndarray,
+    def __init__(self, vectors: np.ndarray, scales: np.ndarray, ids: "Sequence[str] | ItemIds", popularity: np.ndarray,
                  metadata_path: Optional[Path] = None) -> None:
         if vectors.dtype != np.int8 or vectors.ndim != 2:
             raise IncompatibleBundleError(f"item vectors must be a 2-d int8 array, got {vectors.dtype} {vectors.shape}")
@@ -61,16 +62,9 @@ class ItemTable:
             raise IncompatibleBundleError(f"item table: {len(vectors)} vectors, {scales.shape[0]} scales, {len(ids)} ids")
         if popularity.size and (popularity.min() < 0 or popularity.max() >= len(vectors)):
             raise IncompatibleBundleError("popularity list refers to rows outside the item table")
-        self.vectors, self.scales = vectors, scales.astype(np.float32)
-        self.ids: List[str] = list(ids)
-        # id -> row without a dict (~70 bytes per item at 1M): the ids' hashes sorted, each hit checked by its id
-        hashes = np.fromiter(map(hash, self.ids), np.int64, len(self.ids))
-        self._by_hash = np.argsort(hashes, kind="stable")
-        self._hashes = hashes[self._by_hash]
-        dead = self.ids.count(TOMBSTONE)
-        self.deleted = np.zeros(0, np.int64) if not dead else \
-            np.asarray([r for r, item_id in enumerate(self.ids) if item_id == TOMBSTONE], dtype=np.int64)
-        self._check_unique()
+        self.vectors, self.scales = vectors, np.asarray(scales, np.float32)
+        self.ids: ItemIds = ids if isinstance(ids, ItemIds) else ItemIds.from_list(ids)
+        self.deleted = self.ids.tombstones()
         self.popularity = popularity.astype(np.int64)
         self.metadata_path = metadata_path
         self._offsets: Optional[np.ndarray] = None
@@ -99,40 +93,11 @@ class ItemTable:
         return aligned[known]
 
     def __contains__(self, item_id: object) -> bool:
-        return isinstance(item_id, str) and int(self.aligned_rows([item_id])[0]) >= 0
+        return item_id in self.ids
 
     def aligned_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """The row of each id, -1 for ids not in the catalog (int64, same length as ``item_ids``)."""
-        ids = [i if type(i) is str else str(i) for i in item_ids]
-        if not ids or not self.ids:
-            return np.full(len(ids), -1, np.int64)
-        wanted = np.fromiter(map(hash, ids), np.int64, len(ids))
-        pos = np.minimum(np.searchsorted(self._hashes, wanted), len(self.ids) - 1)
-        table = self.ids
-        out = [r if table[r] == i and i != TOMBSTONE else -1 for r, i in zip(self._by_hash[pos].tolist(), ids)]
-        for j in [j for j, r in enumerate(out) if r < 0 and ids[j] != TOMBSTONE]:
-            out[j] = self._row_among_equal_hashes(ids[j], int(wanted[j]), int(pos[j]))
-        return np.asarray(out, dtype=np.int64)
-
-    def _row_among_equal_hashes(self, item_id: str, h: int, p: int) -> int:
-        """The row of an id whose hash other ids share (a collision), or -1."""
-        while p < len(self.ids) and self._hashes[p] == h:
-            r = int(self._by_hash[p])
-            if self.ids[r] == item_id:
-                return r
-            p += 1
-        return -1
-
-    def _check_unique(self) -> None:
-        """Equal ids have equal hashes: only runs of equal hashes (collisions, tombstones) need a look."""
-        same = np.flatnonzero(self._hashes[1:] == self._hashes[:-1])
-        for start in same[np.r_[True, np.diff(same) > 1]].tolist() if len(same) else []:
-            end = start + 1
-            while end + 1 < len(self._hashes) and self._hashes[end + 1] == self._hashes[start]:
-                end += 1
-            live = [self.ids[r] for r in self._by_hash[start:end + 1].tolist() if self.ids[r] != TOMBSTONE]
-            if len(set(live)) != len(live):
-                raise IncompatibleBundleError("item ids are not unique")
+        return self.ids.rows(item_ids)
 
     def metadata(self, row: int) -> Dict[str, Any]:
         """The metadata object of one row (empty if the bundle has none for it); recently used rows are cached."""
@@ -197,16 +162,24 @@ class ItemTable:
                 self._fd, self._offsets = None, None
 
     def _index_lines(self) -> np.ndarray:
-        """Each line's start offset (and the end of the last), found a megabyte at a time by numpy: a
-        1M-item catalog's first metadata read took 0.2 s and 15 MB as a Python loop over its lines."""
-        ends, read = [], 0
+        """Each line's start offset (and the end of the last), found a megabyte at a time by numpy into one
+        array sized for the catalog (4 bytes per item below 4 GiB): a 1M-item catalog's first metadata read
+        took 0.2 s and 15 MB as a Python loop over its lines."""
+        n = len(self.ids)
+        size = os.path.getsize(self.metadata_path)
+        offsets = np.zeros(n + 2, np.uint32 if size < 2 ** 32 else np.int64)  # room for one line too many
+        lines, read = 0, 0
         with open(self.metadata_path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                ends.append(np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + (read + 1))
-                read += len(chunk)
-        offsets = np.concatenate([np.zeros(1, np.int64), *ends]).astype(np.int64)
-        if read and offsets[-1] != read:  # a last line without its newline
-            offsets = np.append(offsets, read)
-        if len(offsets) - 1 != len(self.ids):
-            raise IncompatibleBundleError(f"{self.metadata_path.name} has {len(offsets) - 1} lines for {len(self.ids)} items")
-        return offsets
+            while lines <= n and (chunk := f.read(1 << 20)):
+                ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)[:n + 1 - lines] + (read + 1)
+                offsets[lines + 1:lines + 1 + len(ends)] = ends
+                lines, read = lines + len(ends), read + len(chunk)
+        if read < size and lines <= n:
+            raise IncompatibleBundleError(f"{self.metadata_path.name} changed while it was read")
+        if read and lines <= n and offsets[lines] != read:  # a last line without its newline
+            lines += 1
+            offsets[lines] = read
+        if lines != n:
+            found = f"{lines} lines" if lines < n else f"more than {n} lines"
+            raise IncompatibleBundleError(f"{self.metadata_path.name} has {found} for {n} items")
+        return offsets[:n + 1]

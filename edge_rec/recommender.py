@@ -2,7 +2,6 @@
 and search: text -> query encoder -> ANN retrieval in the search space, blended with the user's taste."""
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from .facets import FacetIndex, QueryFacets, facet_boost
 from .history import HistoryStore
 from .history_rows import HistoryRows
 from .index import ItemIndex, load_projection
+from .item_ids import ItemIds
 from .items import ItemTable
 from .model import StudentModel
 from .quant import dequantize_rows
@@ -47,8 +47,8 @@ class EdgeRecommender:
         self.history = history
         self.policy = policy or RetrievalPolicy()
         self._owned: List[Any] = []  # what close() closes besides the item table (a history store opened from a path)
-        self.items = ItemTable(bundle.load_array(m.items.vectors), bundle.load_array(m.items.scales),
-                               _json_list(bundle.read_bytes(m.items.ids)), bundle.load_array(m.items.popularity),
+        self.items = ItemTable(bundle.map_array(m.items.vectors), bundle.map_array(m.items.scales),
+                               ItemIds.from_json(bundle.read_bytes(m.items.ids)), bundle.load_array(m.items.popularity),
                                bundle.verify_file(m.items.metadata))
         edgetpu = bundle.read_bytes(m.model.edgetpu_file) if m.model.edgetpu_file else None
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
@@ -63,7 +63,7 @@ class EdgeRecommender:
         self._titles_lock = threading.Lock()
         if m.search is not None:
             s = m.search
-            vectors, scales = bundle.load_array(s.vectors), bundle.load_array(s.scales)
+            vectors, scales = bundle.map_array(s.vectors), bundle.map_array(s.scales)
             if vectors.dtype != np.int8 or vectors.shape != (len(self.items), s.dim) or scales.shape != (len(self.items),):
                 raise ManifestError(f"search vectors {vectors.dtype} {vectors.shape} / scales {scales.shape} do not fit "
                                     f"{len(self.items)} items of dimension {s.dim}")
@@ -300,13 +300,3 @@ class EdgeRecommender:
         """Replay the manifest's golden cases (see :func:`edge_rec.golden.replay`)."""
         from .golden import replay
         return replay(self, tolerant)
-
-
-def _json_list(data: bytes) -> List[str]:
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ManifestError(f"item ids are not a JSON list: {e}") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ManifestError("item ids must be a JSON list of strings")
-    return value

@@ -1,5 +1,6 @@
 """The device runtime on a real bundle: recommend, filters, similar items, the history store, concurrency,
 and bad input. Anything that could crash the process (hnswlib on a bad file) runs in a subprocess."""
+import io
 import json
 import shutil
 import sqlite3
@@ -11,8 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from edge_rec.bundle import sha256_file
-from edge_rec.errors import HistoryError, ModelError
+from edge_rec.bundle import Bundle, sha256_file
+from edge_rec.errors import HistoryError, IntegrityError, ModelError
 from edge_rec.history import HistoryStore
 from edge_rec.manifest import MANIFEST_NAME, FileEntry, Manifest
 from edge_rec.model import load_backend
@@ -329,7 +330,9 @@ def test_item_table_maps_ids_to_rows_even_when_hashes_collide(collide):
     def table(ids):
         return ItemTable(np.zeros((len(ids), 2), np.int8), np.ones(len(ids), np.float32), ids, np.zeros(0, np.int64))
     # with ``collide`` every id of the same length has the same hash: lookups must still compare the ids
-    with mock.patch("edge_rec.items.hash", len, create=True) if collide else mock.MagicMock():
+    by_length = (mock.patch("edge_rec.item_ids.hash_bytes", len),
+                 mock.patch("edge_rec.item_ids.hash_spans", lambda raw, s, e: (e - s).astype(np.uint64)))
+    with by_length[0] if collide else mock.MagicMock(), by_length[1] if collide else mock.MagicMock():
         items = table(["aa", "bb", TOMBSTONE, "cc", TOMBSTONE, "d"])
         assert items.aligned_rows(["bb", "cc", "zz", "aa", TOMBSTONE, "d", 7]).tolist() == [1, 3, -1, 0, -1, 5, -1]
         assert items.deleted.tolist() == [2, 4] and "cc" in items and TOMBSTONE not in items and 3 not in items
@@ -340,6 +343,30 @@ def test_item_table_maps_ids_to_rows_even_when_hashes_collide(collide):
             with pytest.raises(IncompatibleBundleError, match="not unique"):
                 table(dup)
         assert table([]).aligned_rows(["aa"]).tolist() == [-1]
+
+
+def test_tables_are_mapped_from_the_verified_file(converted, tmp_path):
+    """map_array gives load_array's values without reading the file into memory, refuses a file altered
+    since it was verified, and a signed file that is not a plain .npy array (a buggy converter's)."""
+    b = tmp_path / "b"
+    shutil.copytree(converted["bundle"], b)
+    bundle = Bundle.open(b, converted["pub"])
+    name = bundle.manifest.items.vectors
+    mapped = bundle.map_array(name)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert np.array_equal(mapped, bundle.load_array(name))
+    file = b / name
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0x01
+    file.write_bytes(bytes(data))  # altered after the bundle was opened: checked again before it is mapped
+    with pytest.raises(IntegrityError, match="sha256"):
+        bundle.map_array(name)
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    file.write_bytes(buf.getvalue())
+    resign(b, converted["key"], name)
+    with pytest.raises(IntegrityError, match="not a valid .npy array"):
+        Bundle.open(b, converted["pub"]).map_array(name)
 
 
 def test_item_metadata_lines_found_across_read_chunks(tmp_path):

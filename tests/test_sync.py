@@ -511,8 +511,9 @@ def test_mixed_versions_and_wrong_dimension_are_rejected_before_loading(channel,
     _tamper_snapshot(channel, v1_index)
     loads = []
     import hnswlib
-    real_load = hnswlib.Index.load_index
+    real_load, real_restore = hnswlib.Index.load_index, hnswlib.Index.__setstate__  # the two ways a graph is loaded
     monkeypatch.setattr(hnswlib.Index, "load_index", lambda self, *a, **k: loads.append(a) or real_load(self, *a, **k))
+    monkeypatch.setattr(hnswlib.Index, "__setstate__", lambda self, *a: loads.append(a) or real_restore(self, *a))
     s = client(channel).sync_once()
     assert s.state == "rejected" and "items.hnsw" in s.message and not loads, s.line()
     assert not list((channel["device"] / "versions").iterdir())
