@@ -66,11 +66,14 @@ def delta_cost(grown: Path, key: Path, fraction: float, runs: int, tmp: Path) ->
     from edge_rec.manifest import Manifest
     from edge_rec.recommender import EdgeRecommender
     from edge_rec.serve import serve_in_thread
+    from edge_rec.snapshot import unpack_snapshot
     from edge_rec.state import DeviceState
     from edge_rec.sync import SyncClient
     pub = key.with_suffix(".pub")
     channel = tmp / "channel"
-    publish_bundle(channel, grown, key, name="bench")
+    first = publish_bundle(channel, grown, key, name="bench")
+    grown = tmp / "published"  # version 1 as a device installs it (the publisher re-signs it in the current format)
+    unpack_snapshot(channel / first.snapshot.file, grown)
     with EdgeRecommender.open(grown, pub) as rec:
         changes = catalog_change(rec, fraction)
     t = time.perf_counter()
