@@ -73,6 +73,7 @@ def delta_cost(grown: Path, key: Path, fraction: float, runs: int, tmp: Path) ->
     channel = tmp / "channel"
     first = publish_bundle(channel, grown, key, name="bench")
     grown = tmp / "published"  # version 1 as a device installs it (the publisher re-signs it in the current format)
+    grown.mkdir()
     unpack_snapshot(channel / first.snapshot.file, grown)
     with EdgeRecommender.open(grown, pub) as rec:
         changes = catalog_change(rec, fraction)
