@@ -287,7 +287,8 @@ def million() -> str:
             f"| item store on disk (index + projection + int8 table) | {st['item_store_bytes_per_item']:.0f} B/item | "
             f"{f['item_store_bytes_per_item']} B/item |",
             f"| open (verify + load, fresh process, median) | {r['open']['open_s']:.2f} s | {f['open_s']:g} s |",
-            f"| resident memory after serving {mem['histories']} users | {mem['after_serving_mb']:.0f} MB "
+            f"| resident memory after opening / after serving {mem['histories']} users | {mem['after_open_mb']:.0f} / "
+            f"{mem['after_serving_mb']:.0f} MB "
             f"(peak {mem['peak_mb']:.0f}{_rss_split(mem)}) | {f['rss_mb']} MB |",
             f"| recommend p50 / p99 | {lat['recommend_p50_ms']:.3f} / {lat['recommend_p99_ms']:.3f} ms | "
             f"{f['recommend_ratio']:g} x floor |",
