@@ -178,7 +178,8 @@ class Bundle:
                     raise ValueError(f"a {'Fortran-ordered' if fortran else 'object'} array")
                 if not np.prod(shape):
                     return np.zeros(shape, dtype)  # nothing to map (an empty file cannot be mapped)
-                return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape)
+                # a plain ndarray view of the mapping: indexing an np.memmap runs Python code on every call
+                return np.asarray(np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape))
         except ValueError as e:
             raise IntegrityError(f"{name} is not a valid .npy array: {e}") from None
 

@@ -353,7 +353,7 @@ def test_tables_are_mapped_from_the_verified_file(converted, tmp_path):
     bundle = Bundle.open(b, converted["pub"])
     name = bundle.manifest.items.vectors
     mapped = bundle.map_array(name)
-    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert isinstance(mapped.base, np.memmap) and not mapped.flags.writeable and not mapped.flags.owndata
     assert np.array_equal(mapped, bundle.load_array(name))
     file = b / name
     data = bytearray(file.read_bytes())
