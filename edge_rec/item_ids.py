@@ -73,8 +73,13 @@ class ItemIds(Sequence[str]):
 
     def __getitem__(self, row: Union[int, slice]) -> Union[str, List[str]]:
         if isinstance(row, slice):
-            return [self[r] for r in range(*row.indices(len(self)))]
+            return self.take(np.arange(*row.indices(len(self))))
         return self._blob[int(self._starts[row]):int(self._ends[row])].decode(_ENCODING, _ERRORS)
+
+    def take(self, rows: Sequence[int]) -> List[str]:
+        """The ids of ``rows`` (what a result list needs: one numpy gather, then a slice per id)."""
+        blob = self._blob
+        return [blob[a:b].decode(_ENCODING, _ERRORS) for a, b in zip(self._starts[rows].tolist(), self._ends[rows].tolist())]
 
     def __iter__(self) -> Iterator[str]:
         for c in range(0, len(self), _CHUNK):

@@ -293,8 +293,8 @@ class EdgeRecommender:
 
     def _results(self, rows: np.ndarray, scores: np.ndarray) -> List[Recommendation]:
         rows = rows.tolist()
-        ids = self.items.ids
-        return [Recommendation(ids[r], sc, meta) for r, sc, meta in zip(rows, scores.tolist(), self.items.metadata_rows(rows))]
+        return [Recommendation(item_id, sc, meta) for item_id, sc, meta
+                in zip(self.items.ids.take(rows), scores.tolist(), self.items.metadata_rows(rows))]
 
     def check_golden(self, tolerant: bool = False) -> "GoldenResult":
         """Replay the manifest's golden cases (see :func:`edge_rec.golden.replay`)."""
