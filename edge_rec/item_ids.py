@@ -103,16 +103,15 @@ class ItemIds(Sequence[str]):
             ends = np.cumsum(np.fromiter(map(len, wanted), np.int64, len(wanted)))
             hashes = hash_spans(np.frombuffer(b"".join(wanted), np.uint8), np.r_[0, ends[:-1]], ends)
         hashes = hashes.view(np.int64)  # as stored: signed, so each compares exactly with a Python int
-        pos = np.searchsorted(self._hashes, hashes)
-        return np.fromiter((self._row_of(w, int(h), p) for w, h, p in zip(wanted, hashes.tolist(), pos.tolist())),
-                           np.int64, len(wanted))
+        positions = np.searchsorted(self._hashes, hashes).tolist()
+        return np.array([self._row_of(w, h, p) for w, h, p in zip(wanted, hashes.tolist(), positions)], np.int64)
 
     def _row_of(self, wanted: bytes, h: int, p: int) -> int:
         """The row holding ``wanted`` among the ids whose hash is ``h`` (a run from position ``p``), or -1."""
-        blob, starts, ends, hashes, order = self._blob, self._starts, self._ends, self._hashes, self._order
-        while p < len(hashes) and hashes[p] == h:
-            r = int(order[p])
-            if blob[starts[r]:ends[r]] == wanted and wanted:
+        hashes = self._hashes
+        while p < len(hashes) and hashes.item(p) == h:
+            r = self._order.item(p)
+            if wanted and self._blob[self._starts.item(r):self._ends.item(r)] == wanted:
                 return r
             p += 1
         return -1
