@@ -41,8 +41,9 @@ class ItemIds(Sequence[str]):
     @classmethod
     def from_list(cls, ids: Sequence[str]) -> "ItemIds":
         encoded = [_encode(i) for i in ids]
-        ends = np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)))
-        return cls(b"".join(encoded), ends - np.fromiter(map(len, encoded), np.int64, len(encoded)), ends)
+        lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        ends = np.cumsum(lengths)
+        return cls(b"".join(encoded), ends - lengths, ends)
 
     @classmethod
     def from_json(cls, data: bytes) -> "ItemIds":
@@ -74,7 +75,11 @@ class ItemIds(Sequence[str]):
     def __getitem__(self, row: Union[int, slice]) -> Union[str, List[str]]:
         if isinstance(row, slice):
             return self.take(np.arange(*row.indices(len(self))))
-        return self._blob[int(self._starts[row]):int(self._ends[row])].decode(_ENCODING, _ERRORS)
+        return self._raw(int(row)).decode(_ENCODING, _ERRORS)
+
+    def _raw(self, row: int) -> bytes:
+        """Row ``row``'s id as stored (UTF-8 bytes; empty for a tombstone)."""
+        return self._blob[self._starts.item(row):self._ends.item(row)]
 
     def take(self, rows: Sequence[int]) -> List[str]:
         """The ids of ``rows`` (what a result list needs: one numpy gather, then a slice per id)."""
@@ -111,7 +116,7 @@ class ItemIds(Sequence[str]):
         hashes = self._hashes
         while p < len(hashes) and hashes.item(p) == h:
             r = self._order.item(p)
-            if wanted and self._blob[self._starts.item(r):self._ends.item(r)] == wanted:
+            if wanted and self._raw(r) == wanted:
                 return r
             p += 1
         return -1
@@ -123,7 +128,7 @@ class ItemIds(Sequence[str]):
             end = start + 1
             while end + 1 < len(self._hashes) and self._hashes[end + 1] == self._hashes[start]:
                 end += 1
-            live = [b for b in (self._blob[self._starts[r]:self._ends[r]] for r in self._order[start:end + 1].tolist()) if b]
+            live = [b for b in map(self._raw, self._order[start:end + 1].tolist()) if b]
             if len(set(live)) != len(live):
                 raise IncompatibleBundleError("item ids are not unique")
 
