@@ -102,14 +102,14 @@ class ItemIds(Sequence[str]):
         wanted = [_encode(i) for i in item_ids]
         if not wanted or not len(self):
             return np.full(len(wanted), -1, np.int64)
-        if len(wanted) <= _FEW:
-            hashes = np.fromiter(map(hash_bytes, wanted), np.uint64, len(wanted))
+        if len(wanted) <= _FEW:  # in Python: numpy's per-call cost exceeds the work for a few ids
+            hashes = [h - (1 << 64) if h >> 63 else h for h in map(hash_bytes, wanted)]  # signed, as stored
+            positions = [self._hashes.searchsorted(h).item() for h in hashes]
         else:
             ends = np.cumsum(np.fromiter(map(len, wanted), np.int64, len(wanted)))
-            hashes = hash_spans(np.frombuffer(b"".join(wanted), np.uint8), np.r_[0, ends[:-1]], ends)
-        hashes = hashes.view(np.int64)  # as stored: signed, so each compares exactly with a Python int
-        positions = np.searchsorted(self._hashes, hashes).tolist()
-        return np.array([self._row_of(w, h, p) for w, h, p in zip(wanted, hashes.tolist(), positions)], np.int64)
+            signed = hash_spans(np.frombuffer(b"".join(wanted), np.uint8), np.r_[0, ends[:-1]], ends).view(np.int64)
+            hashes, positions = signed.tolist(), np.searchsorted(self._hashes, signed).tolist()
+        return np.array([self._row_of(w, h, p) for w, h, p in zip(wanted, hashes, positions)], np.int64)
 
     def _row_of(self, wanted: bytes, h: int, p: int) -> int:
         """The row holding ``wanted`` among the ids whose hash is ``h`` (a run from position ``p``), or -1."""

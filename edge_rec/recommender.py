@@ -19,7 +19,6 @@ from .index import ItemIndex, load_projection
 from .item_ids import ItemIds
 from .items import ItemTable
 from .model import StudentModel
-from .quant import dequantize_rows
 from .query import QueryEncoder, normalize_query
 from .retrieval import Filter, RetrievalPolicy, Retriever, matcher
 from .signing import KeyLike
@@ -54,7 +53,7 @@ class EdgeRecommender:
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
         projection = load_projection(bundle.verify_file(m.index.projection), m.index, m.items.dim) if m.index.projection else None
         self.index = ItemIndex(bundle.verify_file(m.index.file), m.index, projection)
-        self.retriever = Retriever(self.index, self.items.dequantized, self.items, self.policy)
+        self.retriever = Retriever(self.index, self.items.vectors, self.items.scales, self.items, self.policy)
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
         self._titles: Optional[TitleIndex] = None
@@ -70,8 +69,8 @@ class EdgeRecommender:
             self.query_encoder = QueryEncoder(bundle.read_bytes(s.tokenizer), bundle.read_bytes(s.encoder.file), s,
                                               num_threads, backend)
             search_index = ItemIndex(bundle.verify_file(s.index.file), s.index)
-            self.search_retriever = Retriever(search_index, lambda rows: dequantize_rows(vectors[rows], scales[rows]),
-                                              self.items, self.policy)
+            self.search_retriever = Retriever(search_index, vectors, np.asarray(scales, np.float32), self.items,
+                                              self.policy)
 
     @classmethod
     def open(cls, bundle_dir: Union[str, Path], public_key: Union[KeyLike, Iterable[KeyLike]],
@@ -258,7 +257,7 @@ class EdgeRecommender:
             dense, cosine = lexical, (lambda rows: np.zeros(len(rows), np.float32))
         else:
             dense = self.search_retriever.top(q, want, np.zeros(0, np.int64), match)[0]
-            cosine = lambda rows: self.search_retriever.vectors(rows) @ q  # noqa: E731
+            cosine = lambda rows: self.search_retriever.scores(rows, q)  # noqa: E731
         score = cosine if boost is None else (lambda rows: cosine(rows) + boost(rows))
         return hybrid_rank(dense, lexical, score, titles, spec.title_weight)
 
@@ -292,9 +291,8 @@ class EdgeRecommender:
         return self.query_encoder.encode(query)
 
     def _results(self, rows: np.ndarray, scores: np.ndarray) -> List[Recommendation]:
-        rows = rows.tolist()
         return [Recommendation(item_id, sc, meta) for item_id, sc, meta
-                in zip(self.items.ids.take(rows), scores.tolist(), self.items.metadata_rows(rows))]
+                in zip(self.items.ids.take(rows), scores.tolist(), self.items.metadata_rows(rows.tolist()))]
 
     def check_golden(self, tolerant: bool = False) -> "GoldenResult":
         """Replay the manifest's golden cases (see :func:`edge_rec.golden.replay`)."""

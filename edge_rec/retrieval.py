@@ -11,6 +11,7 @@ import numpy as np
 from .errors import ItemIndexError
 from .index import ItemIndex
 from .items import ItemTable
+from .quant import dequantize_rows
 
 Filter = Union[Callable[[Dict[str, Any]], bool], Mapping[str, Any], None]
 Match = Optional[Callable[[Dict[str, Any]], bool]]
@@ -50,12 +51,21 @@ def matcher(filter: Filter) -> Match:
 
 
 class Retriever:
-    """Top-k (rows, scores) in one space. ``vectors(rows)`` gives the float vectors the index was built
-    from; scores are inner products with them."""
+    """Top-k (rows, scores) in one space: an hnswlib index and the int8 table (one scale per row) it was
+    built from; scores are inner products with the table's vectors."""
 
-    def __init__(self, index: ItemIndex, vectors: Callable[[np.ndarray], np.ndarray], items: ItemTable,
+    def __init__(self, index: ItemIndex, table: np.ndarray, scales: np.ndarray, items: ItemTable,
                  policy: RetrievalPolicy) -> None:
-        self.index, self.vectors, self.items, self.policy = index, vectors, items, policy
+        self.index, self.table, self.scales, self.items, self.policy = index, table, scales, items, policy
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of the given rows."""
+        return dequantize_rows(self.table[rows], self.scales[rows])
+
+    def scores(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Inner products of ``q`` with the rows' vectors, each row's scale applied to its product (one
+        multiply per row instead of one per value)."""
+        return (self.table[rows].astype(np.float32) @ q) * self.scales[rows]
 
     def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None, rerank_scale: int = 1
             ) -> Tuple[np.ndarray, np.ndarray]:
@@ -87,14 +97,14 @@ class Retriever:
 
     def scored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Candidates ordered by their exact score (inner product with the int8 table's vectors)."""
-        scores = self.vectors(cand) @ q
+        scores = self.scores(cand, q)
         order = np.argsort(-scores, kind="stable")
         return cand[order], scores[order].astype(np.float32)
 
     def _exact(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match) -> np.ndarray:
         """Brute force over the whole table: for answers that cover much of the catalog."""
         exclude = np.fromiter(exclude, np.int64, len(exclude))
-        scores = self.vectors(np.arange(len(self.items))) @ q
+        scores = (self.table.astype(np.float32) @ q) * self.scales
         scores[exclude] = -np.inf
         scores[self.items.deleted] = -np.inf
         order = np.argsort(-scores, kind="stable")[:len(self.items) - len(np.union1d(exclude, self.items.deleted))]
