@@ -37,14 +37,27 @@ def build_hnsw(vectors: np.ndarray, space: str = "ip", M: int = 16, ef_construct
     return index
 
 
-def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, space: str = "ip") -> np.ndarray:
-    if space == "l2":
-        scores = -((queries[:, None, :] - vectors[None]) ** 2).sum(-1)
-    elif space == "cosine":
-        scores = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).T
-    else:
-        scores = queries @ vectors.T
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, space: str = "ip", chunk: int = 64) -> np.ndarray:
+    """(n, k) exact top-``k`` rows of ``vectors`` for each query, best first, ties to the lower row (what a
+    stable sort gives). Scored ``chunk`` queries at a time, and only the rows reaching each query's k-th
+    score are sorted: a million-item catalog needs megabytes, not a full (n, items) argsort."""
+    queries, vectors = np.asarray(queries, np.float32), np.asarray(vectors, np.float32)
+    if space == "cosine":
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    k = min(k, len(vectors))
+    out = np.zeros((len(queries), k), np.int64)
+    for s in range(0, len(queries), chunk):
+        q = queries[s:s + chunk]
+        if space == "l2":
+            scores = -((q[:, None, :] - vectors[None]) ** 2).sum(-1)
+        else:
+            scores = q @ vectors.T
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+        for i, row in enumerate(scores):
+            cand = np.flatnonzero(row >= kth[i])  # every row tied with the k-th too, ascending
+            out[s + i] = cand[np.argsort(-row[cand], kind="stable")[:k]]
+    return out
 
 
 def principal_projection(vectors: np.ndarray, dim: int, sample: int = 20_000, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_runtime import OPEN, resign, run_isolated
 
-from converter.index import principal_projection, tune_index
+from converter.index import exact_topk, principal_projection, tune_index
 from edge_rec.errors import ManifestError
 from edge_rec.manifest import MANIFEST_NAME, IndexSpec, Manifest
 from edge_rec.recommender import EdgeRecommender
@@ -113,3 +113,18 @@ def test_a_bad_projection_signed_anyway_is_refused_when_opening(converted, tmp_p
     resign(b, converted["key"], m.index.projection)
     r = run_isolated(OPEN.format(bundle=str(b), pub=str(converted["pub"])))
     assert "IncompatibleBundleError" in r.stdout and m.index.projection in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("space", ["ip", "cosine", "l2"])
+def test_exact_topk_matches_a_full_stable_sort_ties_included(space):
+    rng = np.random.default_rng(0)
+    vectors = np.round(rng.normal(size=(500, 8)), 1).astype(np.float32)
+    vectors[10:20] = vectors[0]  # ten ties: the lower rows come first, as a stable sort orders them
+    queries = rng.normal(size=(130, 8)).astype(np.float32)  # more than one chunk
+    queries[:5] = vectors[0]
+    if space == "l2":
+        keys = ((queries[:, None] - vectors[None]) ** 2).sum(-1)
+    else:
+        unit = (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)) if space == "cosine" else (lambda x: x)
+        keys = -(unit(queries) @ unit(vectors).T)
+    assert np.array_equal(exact_topk(queries, vectors, 10, space), np.argsort(keys, axis=1, kind="stable")[:, :10])
