@@ -247,8 +247,8 @@ def query_path() -> str:
         f"manifest sha256 {now['machine']['bundle_manifest_sha256'][:12]}.</sub>"])
 
 
-def index_peers() -> str:
-    r = load("index_peers.json")
+def index_peers(name: str = "index_peers.json") -> str:
+    r = load(name)
     rows = [f"| store ({r['items']:,} items, {r['dim']}-d) | bytes/item on disk | narrowest search width with recall@10 "
             "≥ 0.95 | recall@10 there | median ms per query |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in r["stores"]:
@@ -256,7 +256,7 @@ def index_peers() -> str:
         p = good[0] if good else max(s["points"], key=lambda p: p["recall@10"])
         width = str(p["width"]) if good else f"none (best: {p['width']})"
         rows.append(f"| {s['store']} | {s['bytes_per_item']:.0f} | {width} | {p['recall@10']:.3f} | {p['query_ms_p50']:.3f} |")
-    return "\n".join(rows + ["", source(r, "index_peers.json") + f" <sub>{r['queries']} queries; manifest sha256 "
+    return "\n".join(rows + ["", source(r, name) + f" <sub>{r['queries']} queries; manifest sha256 "
                                    f"{r['machine']['bundle_manifest_sha256'][:12]}.</sub>"])
 
 
@@ -354,7 +354,8 @@ def teacher_ablation() -> str:
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
                                         "search-alone": search_alone, "query-path": query_path,
-                                        "index-peers": index_peers, "distributed": distributed,
+                                        "index-peers": index_peers, "index-peers-1m": lambda: index_peers("index_peers_1m.json"),
+                                        "distributed": distributed,
                                         "million": million, "cold-start": cold_start,
                                         "teacher-ablation": teacher_ablation}
 
