@@ -85,7 +85,7 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
     keras.utils.set_random_seed(c.seed)
     rng = np.random.default_rng(c.seed)
     n_items, dim = table.shape
-    student = build_student(c, dim)
+    student = build_student(c, dim, teacher)
     scorer = StudentScorer(student, table, c.history_len)
     log_scale = tf.Variable(math.log(10.0), dtype=tf.float32, name="logit_scale")
     variables = student.trainable_variables + [log_scale]

@@ -1,0 +1,42 @@
+"""Student architectures: the teacher-encoder student starts exactly at its teacher."""
+import numpy as np
+import pytest
+
+from converter.distill import history_inputs
+from converter.student import StudentConfig, build_student
+from converter.teacher import SASRecConfig, SASRecNet, SASRecTeacher, Teacher
+
+
+def small_teacher(heads: int, max_len: int = 12) -> SASRecTeacher:
+    net = SASRecNet(40, SASRecConfig(dim=16, blocks=2, heads=heads, max_len=max_len, use_text=False, seed=0))
+    return SASRecTeacher(net, [str(i) for i in range(40)])
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_teacher_encoder_student_reproduces_the_teacher_on_full_windows(heads):
+    teacher = small_teacher(heads)
+    table = teacher.item_vectors()
+    student = build_student(StudentConfig(architecture="teacher-encoder", history_len=8), table.shape[1], teacher)
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(0, 40, n) for n in (8, 9, 15)]  # at least a full window each
+    want = teacher.user_vectors([h[-8:] for h in histories])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    x, m = history_inputs(histories, table, 8)
+    for training in (False, True):  # MUL + SUM attention (converted) and matmul attention (distillation)
+        got = student(x, m, training=training).numpy()
+        np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_teacher_encoder_student_needs_a_sasrec_teacher_and_a_window_it_can_read():
+    class Plain(Teacher):
+        n_items = 3
+
+        def item_vectors(self):
+            return np.eye(3, dtype=np.float32)
+
+        def user_vectors(self, histories):
+            return np.ones((len(histories), 3), np.float32)
+    with pytest.raises(ValueError, match="copies a SASRec teacher"):
+        build_student(StudentConfig(architecture="teacher-encoder", history_len=4), 3, Plain())
+    with pytest.raises(ValueError, match="reads 20 items, the teacher at most 12"):
+        build_student(StudentConfig(architecture="teacher-encoder", history_len=20), 16, small_teacher(1))
