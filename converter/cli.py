@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -157,7 +157,8 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 30)")
     g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
     g.add_argument("--no-search", action="store_true", help="a bundle without on-device search (no query encoder)")
-    g.add_argument("--search-dim", type=int, help="dimension of the search space (default 96)")
+    g.add_argument("--search-dim", type=int, help="dimension of the search space (default: chosen on validation "
+                                                     "among 96, 128 and 192)")
     _cold_start_args(g)
 
 
@@ -200,12 +201,7 @@ def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> d
         print(f"created a signing key pair in {key.parent} (devices pin {key.with_suffix('.pub').name})")
     student = StudentConfig(**{k: v for k, v in {"epochs": args.student_epochs, "history_len": args.history_len}.items()
                                if v is not None})
-    search = None
-    if not args.no_search:
-        from .search.build import SearchConfig
-        search = SearchConfig(**({"dim": args.search_dim} if args.search_dim else {}), **getattr(args, "search_preset", {}))
-    config = ConvertConfig(architectures=tuple(a.strip() for a in args.architectures.split(",") if a.strip()),
-                           student=student, search=search)
+    config = ConvertConfig(architectures=_architectures(args), student=student, search=_search_config(args))
     bundle = Path(args.bundle) if args.bundle else root / "bundle"
     conversion = convert(
         dataset,
@@ -256,8 +252,29 @@ def _saved_teacher(path: str, dataset):
     return teacher
 
 
+def _search_config(args: argparse.Namespace):
+    """What convert builds for search: None with --no-search; a quick preset and --search-dim (a fixed
+    search space instead of the validation's choice) applied to the defaults."""
+    if args.no_search:
+        return None
+    from .search.build import SearchConfig
+    return SearchConfig(**{**getattr(args, "search_preset", {}), **({"dims": (args.search_dim,)} if args.search_dim else {})})
+
+
+def _architectures(args: argparse.Namespace) -> Tuple[str, ...]:
+    """The student architectures asked for, checked before any training starts."""
+    from .student import ARCHITECTURES
+    names = tuple(a.strip() for a in args.architectures.split(",") if a.strip())
+    unknown = [a for a in names if a not in ARCHITECTURES]
+    if unknown or not names:
+        raise ValueError(f"--architectures {args.architectures!r}: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(ARCHITECTURES)}")
+    return names
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .workflow import train_or_load_teacher
+    _architectures(args)
     dataset, split = _load(args)
     root = _artifacts(args, dataset)
     if args.teacher:
@@ -290,6 +307,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import evaluate_models, format_table, train_or_load_teacher
     dataset, split = _load(args)
     root = _quick(args, dataset) if args.quick else _artifacts(args, dataset)
+    _architectures(args)
     print(f"[1/4] teacher (trained once, then reused from {root / 'teacher'})")
     teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
     print("[2/4] full-ranking evaluation of the teacher on the test split")

@@ -69,6 +69,20 @@ def test_clear_errors_for_bad_input(tmp_path):
     assert r.returncode == 1 and "log.csv, line 2" in r.stderr
     r = edge_rec("eval", "--interactions", tmp_path / "log.csv")
     assert r.returncode == 1 and "both --interactions and --items" in r.stderr
+    r = edge_rec("convert", "--architectures", "pool-recent,transformer", "--data", tmp_path / "nowhere")
+    assert r.returncode == 1 and "unknown transformer; choose from pool-mlp" in r.stderr  # before any data or training
+    assert "Traceback" not in r.stderr
+
+
+def test_search_dim_fixes_the_search_space():
+    from converter.cli import _search_config
+    from edge_rec.cli import build_parser
+    assert _search_config(build_parser().parse_args(["convert"])).dims == (96, 128, 192)  # chosen on validation
+    args = build_parser().parse_args(["convert", "--search-dim", "128"])
+    assert _search_config(args).dims == (128,)
+    args.search_preset = {"dims": (96,), "epochs": 5}  # the quick demo's preset: --search-dim still wins
+    assert (_search_config(args).dims, _search_config(args).epochs) == ((128,), 5)
+    assert _search_config(build_parser().parse_args(["convert", "--no-search"])) is None
 
 
 def test_publish_serve_sync_with_a_cold_start_item(demo_run, tmp_path):
