@@ -62,9 +62,9 @@ class Retriever:
         """(len(rows), dim) float32 vectors of the given rows."""
         return dequantize_rows(self.table[rows], self.scales[rows])
 
-    def scores(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Inner products of ``q`` with the rows' vectors, each row's scale applied to its product (one
-        multiply per row instead of one per value)."""
+    def scores(self, rows: Union[np.ndarray, slice], q: np.ndarray) -> np.ndarray:
+        """Inner products of ``q`` with the rows' vectors (``slice(None)``: every row), each row's scale
+        applied to its product (one multiply per row instead of one per value)."""
         return (self.table[rows].astype(np.float32) @ q) * self.scales[rows]
 
     def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None, rerank_scale: int = 1
@@ -104,7 +104,7 @@ class Retriever:
     def _exact(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match) -> np.ndarray:
         """Brute force over the whole table: for answers that cover much of the catalog."""
         exclude = np.fromiter(exclude, np.int64, len(exclude))
-        scores = (self.table.astype(np.float32) @ q) * self.scales
+        scores = self.scores(slice(None), q)
         scores[exclude] = -np.inf
         scores[self.items.deleted] = -np.inf
         order = np.argsort(-scores, kind="stable")[:len(self.items) - len(np.union1d(exclude, self.items.deleted))]
