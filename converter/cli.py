@@ -144,7 +144,7 @@ def _eval_bundle_search(args: argparse.Namespace, dataset, split, out: Path) -> 
     print(f"  latency p50 {result['latency_ms']['p50']:.3f} ms; written to {out}")
 
 
-_DEFAULT_ARCHITECTURES = "pool-mlp,pool-recent,attention"
+_DEFAULT_ARCHITECTURES = "pool-mlp,pool-recent,attention,teacher-encoder"
 
 
 def _convert_args(p: argparse.ArgumentParser) -> None:
@@ -154,7 +154,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bundle", metavar="DIR", help="bundle directory to write (default: <artifacts>/bundle)")
     g.add_argument("--architectures", default=_DEFAULT_ARCHITECTURES,
                    help="student architectures to try (comma-separated)")
-    g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default 30)")
+    g.add_argument("--student-epochs", type=int, help="distillation epochs per student (default: its architecture's schedule, 30; teacher-encoder 10)")
     g.add_argument("--history-len", type=int, help="history items the student reads (default 50)")
     g.add_argument("--no-search", action="store_true", help="a bundle without on-device search (no query encoder)")
     g.add_argument("--search-dim", type=int, help="dimension of the search space (default: chosen on validation "

@@ -85,6 +85,7 @@ class StudentResult:
     latency_ms: float
     float_ops: List[str]
     edgetpu_blockers: List[str]
+    valid_overlap: Optional[float] = None  # int8 top-10 overlap with the teacher (None: a report before 0.3)
 
 
 @dataclass

@@ -5,7 +5,7 @@ is :mod:`converter.measure`'s job."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,22 +20,24 @@ from .bundle import SearchPart, write_bundle
 from .conversion_report import StudentResult
 from .data import Dataset, EvalSet, Split
 from .distill import distill
-from .evaluate import evaluate
+from .errors import ConverterError
+from .evaluate import evaluate, top_lists, topk_overlap
 from .index import IndexChoice, tune_index
 from .progress import say
-from .quantize import Int8Model, quantize_student
+from .quantize import Int8Model, ParityError, quantize_student
 from .search.build import SearchBuild, SearchConfig, build_search
 from .search.evaluate import FACET_WEIGHTS, TITLE_WEIGHTS, choose_blend, choose_weight
 from .search.model import SearchModel
-from .student import StudentConfig
+from .student import StudentConfig, has_encoder
 from .teacher import Teacher
 from .timing import median_seconds
 
 
 @dataclass
 class ConvertConfig:
-    architectures: Tuple[str, ...] = ("pool-mlp", "pool-recent", "attention")
+    architectures: Tuple[str, ...] = ("pool-mlp", "pool-recent", "attention", "teacher-encoder")
     student: StudentConfig = field(default_factory=StudentConfig)
+    overlap_target: float = 0.8   # a student whose int8 top-10 shares this much with the teacher's is preferred
     recall_target: float = 0.95
     representative_cases: int = 500
     parity_cases: int = 500
@@ -90,50 +92,75 @@ class Conversion:
 
 def train_candidates(
     teacher: Teacher, split: Split, table: np.ndarray, config: ConvertConfig, log: Callable[[str], None]
-) -> List[Candidate]:
-    """Distil and convert every candidate architecture; measure each on the validation split."""
-    rep = split.valid.histories[-config.representative_cases:]
-    parity = _subset(split.valid, config.parity_cases)
-    n_items = table.shape[0]
+) -> Tuple[List[Candidate], float]:
+    """Distil and convert every candidate architecture; measure each on the validation split (NDCG@10 and
+    top-10 overlap with the teacher). Also returns the teacher's validation NDCG@10."""
+    valid, n_items = split.valid, table.shape[0]
+    rep = valid.histories[-config.representative_cases:]
+    parity = _subset(valid, config.parity_cases)
+    teacher_ndcg = evaluate(teacher, valid, n_items, ks=(10,), desc="teacher, validation")["NDCG@10"]
+    teacher_top = top_lists(teacher.scores, valid.histories, 10, valid.exclude_seen)
     candidates = []
     for arch in config.architectures:
-        cfg = replace(config.student, architecture=arch)
-        log(f"  student {arch}: distilling ({cfg.epochs} epochs)")
+        if arch == "teacher-encoder" and not has_encoder(teacher) and len(config.architectures) > 1:
+            log(f"  student {arch}: skipped ({type(teacher).__name__} has no SASRec encoder to copy)")
+            continue
+        cfg = config.student.for_architecture(arch)
+        log(f"  student {arch}: distilling ({cfg.epochs} epochs at learning rate {cfg.learning_rate:g})")
         student, dlog = distill(teacher, split, table, cfg, log=log)
-        int8 = quantize_student(student, cfg, table, rep, parity)
+        try:
+            int8 = quantize_student(student, cfg, table, rep, parity)
+        except ParityError as e:
+            if len(config.architectures) == 1:
+                raise
+            log(f"  student {arch}: dropped, its int8 model fails the parity gate ({e})")
+            continue
         runner = StudentModel(int8.tflite, int8.spec)
+        scorer = Int8Scorer(runner, table)
         result = StudentResult(
             architecture=arch,
             config=asdict(cfg),
             valid_fp32=dlog.best_valid,
-            valid_int8=evaluate(Int8Scorer(runner, table), split.valid, n_items, ks=(10,)),
+            valid_int8=evaluate(scorer, valid, n_items, ks=(10,)),
             parity=int8.parity,
             tflite_bytes=len(int8.tflite),
             distill_minutes=dlog.seconds / 60,
             distill_epochs=dlog.epochs,
-            latency_ms=1e3 * median_seconds(lambda h: runner.query(table[h]), _subset(split.valid, config.latency_queries)),
+            latency_ms=1e3 * median_seconds(lambda h: runner.query(table[h]), _subset(valid, config.latency_queries)),
             float_ops=int8.spec.float_ops,
             edgetpu_blockers=int8.report.edgetpu_blockers,
+            valid_overlap=topk_overlap(top_lists(scorer, valid.histories, 10, valid.exclude_seen), teacher_top),
         )
         candidates.append(Candidate(student, cfg, int8, result))
         log(
             f"  student {arch}: valid NDCG@10 fp32 {result.valid_fp32['NDCG@10']:.4f}, int8 "
-            f"{result.valid_int8['NDCG@10']:.4f}, {result.tflite_bytes / 1024:.1f} KiB, {result.latency_ms:.3f} ms, "
-            f"parity cos {int8.parity['cosine_mean']:.4f}"
+            f"{result.valid_int8['NDCG@10']:.4f}, top-10 overlap with the teacher {result.valid_overlap:.3f}, "
+            f"{result.tflite_bytes / 1024:.1f} KiB, {result.latency_ms:.3f} ms, parity cos {int8.parity['cosine_mean']:.4f}"
         )
-    return candidates
+    if not candidates:
+        raise ConverterError(f"no student architecture of {', '.join(config.architectures)} converted: see the log above")
+    return candidates, teacher_ndcg
 
 
-def choose(candidates: List[Candidate]) -> Tuple[Candidate, str]:
-    """Best int8 validation NDCG@10; within 1% of the best, prefer Edge TPU compatible, then faster."""
-    best = max(c.result.valid_int8["NDCG@10"] for c in candidates)
-    close = [c for c in candidates if c.result.valid_int8["NDCG@10"] >= 0.99 * best]
+def choose(candidates: List[Candidate], teacher_ndcg: float, overlap_target: float) -> Tuple[Candidate, str]:
+    """The student that keeps the teacher's quality and its lists: among candidates with int8 validation
+    NDCG@10 >= 0.99 x the teacher's and top-10 overlap >= ``overlap_target`` (all of them if none does),
+    the best NDCG@10; within 1% of it, Edge TPU compatible first, then faster, then smaller."""
+    faithful = [c for c in candidates
+                if c.result.valid_int8["NDCG@10"] >= 0.99 * teacher_ndcg and c.result.valid_overlap >= overlap_target]
+    pool = faithful or candidates
+    best = max(c.result.valid_int8["NDCG@10"] for c in pool)
+    close = [c for c in pool if c.result.valid_int8["NDCG@10"] >= 0.99 * best]
     pick = min(close, key=lambda c: (bool(c.result.edgetpu_blockers), c.result.latency_ms, c.result.tflite_bytes))
     r = pick.result
+    kept = (f"{len(faithful)} of {len(candidates)} candidates keep >= 0.99 x the teacher's NDCG@10 "
+            f"({teacher_ndcg:.4f}) and >= {overlap_target:g} of its top-10" if faithful else
+            f"no candidate keeps both >= 0.99 x the teacher's NDCG@10 ({teacher_ndcg:.4f}) and >= {overlap_target:g} "
+            "of its top-10: all compared")
     why = (
-        f"{r.architecture}: int8 validation NDCG@10 {r.valid_int8['NDCG@10']:.4f} "
-        f"(best of all candidates {best:.4f}; within 1% the rule prefers Edge TPU compatible, then faster, then smaller); "
-        f"{r.tflite_bytes / 1024:.1f} KiB, {r.latency_ms:.3f} ms per query"
+        f"{r.architecture}: int8 validation NDCG@10 {r.valid_int8['NDCG@10']:.4f}, top-10 overlap with the teacher "
+        f"{r.valid_overlap:.3f} ({kept}; within 1% of the best of those the rule prefers Edge TPU compatible, "
+        f"then faster, then smaller); {r.tflite_bytes / 1024:.1f} KiB, {r.latency_ms:.3f} ms per query"
     )
     return pick, why
 
@@ -161,8 +188,8 @@ def convert(
     table = dequantize_rows(q, scales)
 
     log(f"[2/{steps}] students: {', '.join(c.architectures)}")
-    candidates = train_candidates(teacher, split, table, c, log)
-    pick, why = choose(candidates)
+    candidates, teacher_ndcg = train_candidates(teacher, split, table, c, log)
+    pick, why = choose(candidates, teacher_ndcg, c.overlap_target)
     log(f"  chosen: {why}")
 
     log(f"[3/{steps}] HNSW index: recall@10 against exact search over M x ef")

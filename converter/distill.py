@@ -17,8 +17,8 @@ import numpy as np
 
 from edge_rec.model import history_window
 
-from .data import EvalSet, Split
-from .evaluate import evaluate, mask_seen
+from .data import Split
+from .evaluate import evaluate
 from .progress import progress, say
 from .student import StudentConfig, build_student
 from .teacher import Teacher
@@ -64,24 +64,11 @@ def sample_prefixes(seq: np.ndarray, n: int, window: int, rng: np.random.Generat
     return np.sort(rng.choice(np.arange(low, end + 1), size=min(n, end - low + 1), replace=False))
 
 
-def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean share of items two sets of top-k lists (rows) have in common."""
-    k = a.shape[1]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
-
-
-def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: int, exclude_seen: bool = True) -> np.ndarray:
-    """Each row's top-``k`` items, its history's items left out (unless ``exclude_seen`` is False)."""
-    masked = np.array(scores, dtype=np.float32, copy=True)
-    if exclude_seen:
-        mask_seen(masked, histories)
-    return np.argsort(-masked, axis=1, kind="stable")[:, :k]
-
-
 def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[StudentConfig] = None,
             eval_every: int = 5, log: Callable[[str], None] = say) -> Tuple[keras.Model, TrainLog]:
     """Train a student on ``split.train`` against ``teacher``; keep the best validation NDCG@10."""
     c = config or StudentConfig()
+    c = c.for_architecture(c.architecture)
     keras.utils.set_random_seed(c.seed)
     rng = np.random.default_rng(c.seed)
     n_items, dim = table.shape
@@ -155,8 +142,3 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
     result.seconds = time.time() - start
     return student, result
 
-
-def fidelity(teacher: Teacher, scorer: StudentScorer, eval_set: EvalSet, k: int = 10, limit: int = 2000) -> float:
-    """Top-k overlap between student and teacher (under the eval set's protocol) on up to ``limit`` histories."""
-    hist, ex = eval_set.histories[:limit], eval_set.exclude_seen
-    return topk_overlap(exclude_seen_topk(scorer(hist), hist, k, ex), exclude_seen_topk(teacher.scores(hist), hist, k, ex))

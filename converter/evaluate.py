@@ -106,6 +106,29 @@ def evaluate_lists(recommend: Callable[[np.ndarray], np.ndarray], eval_set: Eval
     return metrics_from_ranks(ranks, top, n_items, ks)
 
 
+def topk_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean share of items two sets of top-k lists (rows) have in common."""
+    k = a.shape[1]
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a.tolist(), b.tolist())]))
+
+
+def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: int, exclude_seen: bool = True) -> np.ndarray:
+    """Each row's top-``k`` items, its history's items left out (unless ``exclude_seen`` is False)."""
+    masked = np.array(scores, dtype=np.float32, copy=True)
+    if exclude_seen:
+        mask_seen(masked, histories)
+    return np.argsort(-masked, axis=1, kind="stable")[:, :k]
+
+
+def top_lists(scorer: Scorer, histories: Sequence[np.ndarray], k: int = 10, exclude_seen: bool = True,
+              batch_size: int = 512) -> np.ndarray:
+    """Each history's top-``k`` items under ``scorer`` (scored ``batch_size`` histories at a time, so a large
+    catalog never needs one (users x items) matrix); seen items left out when ``exclude_seen``."""
+    out = [exclude_seen_topk(scorer(histories[s:s + batch_size]), histories[s:s + batch_size], k, exclude_seen)
+           for s in range(0, len(histories), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
 class PopularityScorer:
     """Baseline: every user gets the items ranked by their number of training interactions."""
 

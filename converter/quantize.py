@@ -15,8 +15,9 @@ import numpy as np
 from edge_rec.manifest import ModelSpec, TensorSpec
 from edge_rec.model import OpReport, StudentModel
 
-from .distill import StudentScorer, exclude_seen_topk, history_inputs, topk_overlap
+from .distill import StudentScorer, history_inputs
 from .errors import ConverterError
+from .evaluate import exclude_seen_topk, topk_overlap
 from .student import StudentConfig, input_shapes, uses_mask
 from .tf_env import keras, tf
 

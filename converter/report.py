@@ -251,12 +251,14 @@ def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:
         "",
         "## Students tried",
         "",
-        "| architecture | valid NDCG@10 fp32 | int8 | parity cosine | KiB | ms/query | float ops |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| architecture | valid NDCG@10 fp32 | int8 | int8 top-10 overlap with teacher | parity cosine | KiB | ms/query "
+        "| float ops |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for st in report.students:
+        overlap = "" if st.valid_overlap is None else f"{st.valid_overlap:.3f}"
         lines.append(
-            f"| {st.architecture} | {st.valid_fp32['NDCG@10']:.4f} | {st.valid_int8['NDCG@10']:.4f} | "
+            f"| {st.architecture} | {st.valid_fp32['NDCG@10']:.4f} | {st.valid_int8['NDCG@10']:.4f} | {overlap} | "
             f"{st.parity['cosine_mean']:.4f} | {st.tflite_bytes / 1024:.1f} | {st.latency_ms:.3f} | "
             f"{', '.join(st.float_ops) or 'none'} |"
         )

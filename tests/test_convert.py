@@ -27,13 +27,17 @@ def test_report_covers_every_stage(converted):
     assert set(r.test.models()) == {"popularity", "teacher", "student_fp32", "bundle"}
     assert all(0.0 < q.metrics["NDCG@10"] < 1.0 for q in r.test.models().values())
     assert r.test.teacher.overlap_with_teacher is None and 0.0 < r.test.bundle.overlap_with_teacher <= 1.0
-    assert {s.architecture for s in r.students} == {"pool-mlp", "pool-recent", "attention"}
+    assert {s.architecture for s in r.students} == {"pool-mlp", "pool-recent", "attention", "teacher-encoder"}
     assert r.sizes.tflite_bytes < 500_000
     assert r.index.recall >= 0.95
     assert r.golden.passed and r.golden.cases == 8 + r.golden.search_cases
     assert r.golden.search_cases == 6
     for s in r.students:
-        assert s.parity["cosine_mean"] > 0.98
+        assert s.parity["cosine_mean"] > 0.98 and 0.0 < s.valid_overlap <= 1.0
+    teacher_encoder = next(s for s in r.students if s.architecture == "teacher-encoder")
+    assert teacher_encoder.config["epochs"] == 4  # the given epochs win over its schedule; its learning rate is its own
+    assert teacher_encoder.config["learning_rate"] == 5e-4 and r.students[0].config["learning_rate"] == 2e-3
+    assert "top-10 overlap with the teacher" in r.chosen
 
 
 def test_report_json_reads_back_typed_and_old_reports_are_refused(converted, tmp_path):

@@ -43,3 +43,13 @@ def test_teacher_encoder_student_needs_a_sasrec_teacher_and_a_window_it_can_read
         build_student(StudentConfig(architecture="teacher-encoder", history_len=4), 3, Plain())
     with pytest.raises(ValueError, match="reads 20 items, the teacher at most 12"):
         build_student(StudentConfig(architecture="teacher-encoder", history_len=20), 16, small_teacher(1))
+
+
+def test_each_architecture_gets_its_distillation_schedule_unless_one_is_given():
+    from converter.student import DEFAULT_SCHEDULE, SCHEDULES
+    te = StudentConfig().for_architecture("teacher-encoder")
+    assert (te.architecture, te.epochs, te.learning_rate) == ("teacher-encoder", *SCHEDULES["teacher-encoder"])
+    assert (StudentConfig().for_architecture("pool-recent").epochs,
+            StudentConfig().for_architecture("pool-recent").learning_rate) == DEFAULT_SCHEDULE
+    given = StudentConfig(epochs=4, learning_rate=1e-3).for_architecture("teacher-encoder")
+    assert (given.epochs, given.learning_rate) == (4, 1e-3)

@@ -1,0 +1,40 @@
+"""The conversion's student choice: the teacher's quality and its top-10 first, then the device's costs."""
+import pytest
+
+from converter.conversion_report import StudentResult
+from converter.convert import Candidate, choose
+
+
+def candidate(name, ndcg, overlap, ms, blockers=()):
+    result = StudentResult(architecture=name, config={}, valid_fp32={"NDCG@10": ndcg}, valid_int8={"NDCG@10": ndcg},
+                           parity={}, tflite_bytes=1000, distill_minutes=1.0, distill_epochs=[], latency_ms=ms,
+                           float_ops=[], edgetpu_blockers=list(blockers), valid_overlap=overlap)
+    return Candidate(None, None, None, result)
+
+
+def picked(candidates, teacher_ndcg=0.18, target=0.8):
+    pick, why = choose(candidates, teacher_ndcg, target)
+    return pick.result.architecture, why
+
+
+def test_a_student_that_keeps_the_teachers_lists_wins_over_a_faster_one_with_better_ndcg():
+    name, why = picked([candidate("fast", 0.186, 0.70, 0.05), candidate("close", 0.182, 0.81, 0.9)])
+    assert name == "close" and "1 of 2 candidates" in why and "overlap with the teacher 0.810" in why
+
+
+def test_without_a_faithful_student_the_best_ndcg_then_the_cheaper_wins():
+    name, why = picked([candidate("a", 0.186, 0.70, 0.5), candidate("b", 0.1855, 0.72, 0.05),
+                        candidate("c", 0.170, 0.79, 0.01)])
+    assert name == "b" and "no candidate keeps both" in why
+
+
+@pytest.mark.parametrize("blockers, expected", [((), "slow"), (("NEG",), "fast")])
+def test_among_faithful_students_edge_tpu_then_speed_decide(blockers, expected):
+    fast = candidate("fast", 0.185, 0.85, 0.05, blockers=("BATCH_MATMUL",))
+    slow = candidate("slow", 0.184, 0.82, 0.9, blockers=blockers)
+    assert picked([fast, slow])[0] == expected
+
+
+def test_ndcg_below_the_teachers_bar_is_not_faithful_however_close_the_lists():
+    name, _ = picked([candidate("copy", 0.170, 0.95, 0.9), candidate("pool", 0.183, 0.70, 0.05)])
+    assert name == "pool"
