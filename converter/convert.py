@@ -28,7 +28,7 @@ from .quantize import Int8Model, ParityError, quantize_student
 from .search.build import SearchBuild, SearchConfig, build_search
 from .search.evaluate import FACET_WEIGHTS, TITLE_WEIGHTS, choose_blend, choose_weight
 from .search.model import SearchModel
-from .student import StudentConfig, has_encoder
+from .student import StudentConfig, has_encoder, teacher_window
 from .teacher import Teacher
 from .timing import median_seconds
 
@@ -105,7 +105,7 @@ def train_candidates(
         if arch == "teacher-encoder" and not has_encoder(teacher) and len(config.architectures) > 1:
             log(f"  student {arch}: skipped ({type(teacher).__name__} has no SASRec encoder to copy)")
             continue
-        cfg = config.student.for_architecture(arch)
+        cfg = config.student.for_architecture(arch, teacher_window(teacher))
         log(f"  student {arch}: distilling ({cfg.epochs} epochs at learning rate {cfg.learning_rate:g})")
         student, dlog = distill(teacher, split, table, cfg, log=log)
         try:

@@ -20,7 +20,7 @@ from edge_rec.model import history_window
 from .data import Split
 from .evaluate import evaluate
 from .progress import progress, say
-from .student import StudentConfig, build_student
+from .student import StudentConfig, build_student, teacher_window
 from .teacher import Teacher
 from .tf_env import keras, tf
 from .trainlog import TrainLog
@@ -68,7 +68,8 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
             eval_every: int = 5, log: Callable[[str], None] = say) -> Tuple[keras.Model, TrainLog]:
     """Train a student on ``split.train`` against ``teacher``; keep the best validation NDCG@10."""
     c = config or StudentConfig()
-    c = c.for_architecture(c.architecture)
+    window = teacher_window(teacher) or 200
+    c = c.for_architecture(c.architecture, window)
     keras.utils.set_random_seed(c.seed)
     rng = np.random.default_rng(c.seed)
     n_items, dim = table.shape
@@ -107,7 +108,6 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
     all_items = np.arange(n_items)
     users = np.array([u for u, seq in enumerate(split.train) if len(seq) >= 2])
     per_batch = max(1, c.batch_size // c.prefixes_per_user)
-    window = getattr(getattr(teacher, "config", None), "max_len", 200)
     teacher_items = teacher.item_vectors().astype(np.float32)  # the teacher is frozen: compute once
     for epoch in range(1, c.epochs + 1):
         order = rng.permutation(users)
@@ -138,6 +138,9 @@ def distill(teacher: Teacher, split: Split, table: np.ndarray, config: Optional[
             log(f"distill epoch {epoch:3d}  loss {row['loss']:.4f}  valid NDCG@10 {valid['NDCG@10']:.4f}  "
                 f"[{row['minutes']:.1f} min]")
         result.epochs.append(row)
+    if not c.epochs:  # kept as built (a teacher-encoder copy): measured once, like an epoch
+        result.best_valid = evaluate(scorer, split.valid, n_items, ks=(10,))
+        log(f"distill: 0 epochs, the student kept as built: valid NDCG@10 {result.best_valid['NDCG@10']:.4f}")
     student.set_weights(best)
     result.seconds = time.time() - start
     return student, result

@@ -150,3 +150,17 @@ def test_a_model_with_float_ops_is_not_edgetpu_compatible_and_the_op_is_named():
     report = op_report(tflite)
     assert "FULLY_CONNECTED" in report.float_ops
     assert "float op FULLY_CONNECTED" in report.edgetpu_blockers
+
+
+def test_a_teacher_encoder_reading_the_teachers_whole_window_is_kept_as_copied(converted):
+    from converter.distill import StudentScorer, distill
+    from converter.evaluate import top_lists, topk_overlap
+    from converter.student import StudentConfig
+    split, teacher = converted["split"], converted["teacher"]
+    table = teacher.item_vectors()
+    config = StudentConfig(architecture="teacher-encoder", history_len=teacher.config.max_len)
+    student, log = distill(teacher, split, table, config, log=lambda m: None)
+    assert log.epochs == [] and 0.0 < log.best_valid["NDCG@10"] < 1.0
+    hist = split.valid.histories
+    overlap = topk_overlap(top_lists(StudentScorer(student, table, config.history_len), hist), top_lists(teacher.scores, hist))
+    assert overlap > 0.9  # the teacher's own lists (short histories sit at other positions: not all of them)

@@ -53,3 +53,10 @@ def test_each_architecture_gets_its_distillation_schedule_unless_one_is_given():
             StudentConfig().for_architecture("pool-recent").learning_rate) == DEFAULT_SCHEDULE
     given = StudentConfig(epochs=4, learning_rate=1e-3).for_architecture("teacher-encoder")
     assert (given.epochs, given.learning_rate) == (4, 1e-3)
+
+
+def test_a_teacher_encoder_over_the_teachers_whole_window_needs_no_distillation():
+    assert StudentConfig(history_len=50).for_architecture("teacher-encoder", teacher_window=50).epochs == 0
+    assert StudentConfig(history_len=50).for_architecture("teacher-encoder", teacher_window=200).epochs == 10
+    assert StudentConfig(history_len=50, epochs=3).for_architecture("teacher-encoder", teacher_window=50).epochs == 3
+    assert StudentConfig(history_len=50).for_architecture("pool-recent", teacher_window=50).epochs == 30
