@@ -41,7 +41,7 @@ def main() -> int:
     names = list(results)
     for i, metric in enumerate(("NDCG@10", "HR@10")):
         b.bar([x + 0.4 * i for x in range(len(names))], [results[n][metric] for n in names], width=0.4, label=metric)
-    b.set_xticks([x + 0.2 for x in range(len(names))], names)
+    b.set_xticks([x + 0.2 for x in range(len(names))], names, rotation=20, ha="right")  # long names: no overlap
     b.set_ylabel("test (leave-one-out, full ranking)")
     b.legend()
     fig.tight_layout()
