@@ -194,9 +194,12 @@ def convert(
 
     log(f"[3/{steps}] HNSW index: recall@10 against exact search over M x ef")
     runner = StudentModel(pick.int8.tflite, pick.int8.spec)
-    queries = Int8Scorer(runner, table).queries(_subset(split.valid, 2000))
-    index = tune_index(table, queries, target=c.recall_target)
-    log(f"  {index.form}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}, {index.bytes_per_item:.0f} B/item on disk")
+    histories = _subset(split.valid, 2000)
+    queries = Int8Scorer(runner, table).queries(histories)
+    index = tune_index(table, queries, target=c.recall_target, exclude=histories if split.valid.exclude_seen else ())
+    seen = "" if index.seen_excluded_recall is None else f" ({index.seen_excluded_recall:.4f} with seen items left out)"
+    log(f"  {index.form}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}{seen}, "
+        f"{index.bytes_per_item:.0f} B/item on disk")
 
     search, search_part, tuning = None, None, {}
     if c.search is not None:

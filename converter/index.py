@@ -8,7 +8,9 @@ the same (int8-dequantized) vectors, the way the device searches, with real stud
 choice's recall for items' own vectors (similar_items, which re-ranks four times as many candidates on a
 compact store) is recorded beside it. The
 setting with the fewest bytes per item on disk that reaches the target with a margin wins; among equal
-sizes, the one that reads fewest candidates.
+sizes, the one that reads fewest candidates. Given the queries' users' seen items (a device leaves them out
+inside its search), the winner must also reach the target with them left out: a user's best unseen items
+rank deeper than the catalog's best, where a compact store's projection finds fewer of them.
 """
 from __future__ import annotations
 
@@ -96,6 +98,33 @@ def reranked_recall(index, projection: np.ndarray, vectors: np.ndarray, queries:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top.tolist(), truth.tolist())]))
 
 
+def excluded_recall(index, queries: np.ndarray, vectors: np.ndarray, exclude: Sequence[np.ndarray], ef: int,
+                    k: int = 10, projection: Optional[np.ndarray] = None, rerank: int = 0) -> float:
+    """recall@k for queries whose users have seen ``exclude[i]`` rows, left out inside the search (hnswlib's
+    filter, as the device does), against the exact top-k of the unseen rows; a compact store (``projection``)
+    re-ranks its ``rerank`` best unseen candidates exactly."""
+    hits = []
+    for q, seen in zip(np.asarray(queries, np.float32), exclude):
+        skip = set(np.asarray(seen, np.int64).tolist())
+        scores = vectors @ q
+        scores[list(skip)] = -np.inf
+        n = min(k, len(vectors) - len(skip))
+        if n <= 0:
+            continue
+        truth = np.argsort(-scores, kind="stable")[:n]
+        want = rerank if projection is not None else n
+        index.set_ef(max(ef, want))
+        try:
+            cand, _ = index.knn_query((q @ projection if projection is not None else q)[None], k=min(want, len(vectors) - len(skip)),
+                                      filter=lambda row: row not in skip)
+        except RuntimeError:  # fewer reachable than asked: count what it found
+            cand = np.zeros((1, 0), np.int64)
+        cand = cand[0].astype(np.int64)
+        top = cand[np.argsort(-scores[cand], kind="stable")[:n]] if projection is not None else cand[:n]
+        hits.append(len(set(top.tolist()) & set(truth.tolist())) / n)
+    return float(np.mean(hits)) if hits else 1.0
+
+
 @dataclass
 class IndexChoice:
     space: str
@@ -112,6 +141,7 @@ class IndexChoice:
     compact_curves: Dict[str, Dict[int, float]] = field(default_factory=dict)  # "24-d, re-rank 80" -> ef -> recall@10
     compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d" -> bytes per item on disk
     similar_recall: Optional[float] = None  # the choice's recall@10 for items' own vectors (similar_items)
+    seen_excluded_recall: Optional[float] = None  # the choice's recall@10 with each user's seen items left out
 
     @property
     def form(self) -> str:
@@ -124,11 +154,15 @@ class IndexChoice:
 def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, margin: float = 0.02,
                space: str = "ip", ef_construction: int = 200, Ms: Sequence[int] = M_GRID,
                efs: Sequence[int] = EF_GRID, k: int = 10, compact_dims: Sequence[int] = COMPACT_DIMS,
-               item_queries: int = 500, similar_rerank: int = 4) -> IndexChoice:
+               item_queries: int = 500, similar_rerank: int = 4, exclude: Sequence[np.ndarray] = (),
+               exclude_queries: int = 500) -> IndexChoice:
     """Measure recall@k of every form (see the module docstring) on ``queries`` (the student's) and pick the
     most compact one reaching target + margin (``compact_dims=()``: the plain graph only; inner-product
     spaces only). The choice's recall for ``item_queries`` items' own vectors (similar_items, which re-ranks
-    ``similar_rerank`` times as many candidates on a compact store) is measured and recorded too."""
+    ``similar_rerank`` times as many candidates on a compact store) is measured and recorded too.
+    ``exclude``: the rows each query's user has seen (the device leaves them out); the first
+    ``exclude_queries`` of them then check the choice, which falls to the next most compact setting
+    until one reaches target + margin with them left out too."""
     truth = exact_topk(queries, vectors, k, space)
     curves, sizes, built = {}, {}, {}
     good = []  # (bytes per item, candidates read, M, ef, projection dim, rerank, recall)
@@ -147,8 +181,21 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             curve = {ef: reranked_recall(index, projection, vectors, queries, truth, rerank, ef) for ef in efs if ef >= rerank}
             compact_curves[f"{dim}-d, re-rank {rerank}"] = curve
             good += [(size, ef, COMPACT_M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
+    seen_recall = None
     if good:
-        size, _, M, ef, dim, rerank, recall = min(good, key=lambda g: (round(g[0], 1), g[1], g[5]))
+        ranked = sorted(good, key=lambda g: (round(g[0], 1), g[1], g[5]))
+        size, _, M, ef, dim, rerank, recall = ranked[0]
+        if len(exclude):
+            checked = []
+            for g in ranked:
+                r = excluded_recall(built[(g[2], g[4])], queries[:exclude_queries], vectors, exclude[:exclude_queries],
+                                    ef=g[3], k=k, projection=principal_projection(vectors, g[4]) if g[4] else None,
+                                    rerank=g[5])
+                checked.append((r, g))
+                if r >= target + margin:
+                    break
+            seen_recall, (size, _, M, ef, dim, rerank, recall) = max(checked, key=lambda c: c[0]) \
+                if checked[-1][0] < target + margin else checked[-1]
     elif not Ms:
         raise ConverterError(f"no compact store of {', '.join(map(str, compact_dims))} dimensions reached recall@{k} "
                              f"{target + margin:.2f}, and no plain graph was to be tried")
@@ -164,4 +211,4 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
                                    min(similar_rerank * rerank, len(vectors) - 1), ef) if dim
                    else recall_at(index, items, items_truth, ef))
     return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, rerank,
-                       compact_curves, compact_sizes, similar)
+                       compact_curves, compact_sizes, similar, seen_recall)

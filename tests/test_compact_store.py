@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from test_runtime import OPEN, resign, run_isolated
 
-from converter.index import exact_topk, principal_projection, tune_index
+from converter import index as tuner
+from converter.index import build_hnsw, exact_topk, excluded_recall, principal_projection, tune_index
 from edge_rec.errors import ManifestError
 from edge_rec.manifest import MANIFEST_NAME, IndexSpec, Manifest
 from edge_rec.recommender import EdgeRecommender
@@ -33,6 +34,30 @@ def test_the_plain_graph_stays_when_no_projection_keeps_the_ranking():
     choice = tune_index(items, queries, target=0.95, efs=(32, 64, 128, 256))
     assert choice.projection_dim == 0 and choice.rerank == 0 and choice.form.startswith("M ")
     assert tune_index(low_rank(), low_rank(300, seed=1), compact_dims=()).projection_dim == 0  # search indexes
+
+
+def test_recall_with_seen_items_left_out_is_against_the_unseen_rows():
+    items, queries = low_rank(2000), low_rank(100, seed=1)
+    seen = [exact_topk(q[None], items, 30)[0] for q in queries]  # users who saw their 30 best items
+    graph = build_hnsw(items, M=16)
+    assert excluded_recall(graph, queries, items, seen, ef=2000) == 1.0  # an exhaustive beam finds the unseen best
+    flat = principal_projection(items, 1)
+    line = build_hnsw(items @ flat, M=16)
+    assert excluded_recall(line, queries, items, seen, ef=50, projection=flat, rerank=10) < 0.9  # 1 direction: lost
+
+
+def test_the_choice_must_hold_with_each_users_seen_items_left_out(monkeypatch):
+    items, queries = low_rank(), low_rank(300, seed=1)
+    seen = [exact_topk(q[None], items, 30)[0] for q in queries]
+    assert tune_index(items, queries, target=0.95).seen_excluded_recall is None
+    kept = tune_index(items, queries, target=0.95, exclude=seen)
+    assert kept.projection_dim and kept.seen_excluded_recall >= 0.97  # this catalog's projection keeps the unseen too
+    # a projection that loses the unseen best: the plain graph wins, checked the same way
+    real = tuner.excluded_recall
+    monkeypatch.setattr(tuner, "excluded_recall", lambda *a, projection=None, **kw:
+                        0.5 if projection is not None else real(*a, projection=projection, **kw))
+    plain = tune_index(items, queries, target=0.95, exclude=seen)
+    assert plain.projection_dim == 0 and plain.seen_excluded_recall >= 0.97
 
 
 def test_the_projection_is_the_same_on_every_run():
