@@ -171,9 +171,9 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         curves[M] = {ef: recall_at(index, queries, truth, ef) for ef in efs}
         sizes[M] = index_file_size(index) / len(vectors)
         good += [(sizes[M], ef, M, ef, 0, 0, r) for ef, r in curves[M].items() if r >= target + margin]
-    compact_curves, compact_sizes = {}, {}
+    compact_curves, compact_sizes, projections = {}, {}, {}
     for dim in (d for d in compact_dims if d < vectors.shape[1] and space == "ip"):
-        projection = principal_projection(vectors, dim)
+        projections[dim] = projection = principal_projection(vectors, dim)
         built[(COMPACT_M, dim)] = index = build_hnsw(vectors @ projection, space, COMPACT_M, ef_construction)
         size = (index_file_size(index) + projection.nbytes + 128) / len(vectors)  # + the .npy header
         compact_sizes[f"{dim}-d"] = size
@@ -189,7 +189,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             checked = []
             for g in ranked:
                 r = excluded_recall(built[(g[2], g[4])], queries[:exclude_queries], vectors, exclude[:exclude_queries],
-                                    ef=g[3], k=k, projection=principal_projection(vectors, g[4]) if g[4] else None,
+                                    ef=g[3], k=k, projection=projections.get(g[4]),
                                     rerank=g[5])
                 checked.append((r, g))
                 if r >= target + margin:
@@ -207,7 +207,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         items = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), min(item_queries, len(vectors)), replace=False))]
         items_truth = exact_topk(items, vectors, k, space)
         index = built[(M, dim)]
-        similar = (reranked_recall(index, principal_projection(vectors, dim), vectors, items, items_truth,
+        similar = (reranked_recall(index, projections[dim], vectors, items, items_truth,
                                    min(similar_rerank * rerank, len(vectors) - 1), ef) if dim
                    else recall_at(index, items, items_truth, ef))
     return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, rerank,
