@@ -21,7 +21,7 @@ from .conversion_report import StudentResult
 from .data import Dataset, EvalSet, Split
 from .distill import distill
 from .errors import ConverterError
-from .evaluate import evaluate, top_lists, topk_overlap
+from .evaluate import evaluate_with_lists, topk_overlap
 from .index import IndexChoice, tune_index
 from .progress import say
 from .quantize import Int8Model, ParityError, quantize_student
@@ -98,8 +98,7 @@ def train_candidates(
     valid, n_items = split.valid, table.shape[0]
     rep = valid.histories[-config.representative_cases:]
     parity = _subset(valid, config.parity_cases)
-    teacher_ndcg = evaluate(teacher, valid, n_items, ks=(10,), desc="teacher, validation")["NDCG@10"]
-    teacher_top = top_lists(teacher.scores, valid.histories, 10, valid.exclude_seen)
+    teacher_valid, teacher_top = evaluate_with_lists(teacher, valid, n_items, ks=(10,), desc="teacher, validation")
     candidates = []
     for arch in config.architectures:
         if arch == "teacher-encoder" and not has_encoder(teacher) and len(config.architectures) > 1:
@@ -116,12 +115,12 @@ def train_candidates(
             log(f"  student {arch}: dropped, its int8 model fails the parity gate ({e})")
             continue
         runner = StudentModel(int8.tflite, int8.spec)
-        scorer = Int8Scorer(runner, table)
+        valid_int8, top = evaluate_with_lists(Int8Scorer(runner, table), valid, n_items, ks=(10,))
         result = StudentResult(
             architecture=arch,
             config=asdict(cfg),
             valid_fp32=dlog.best_valid,
-            valid_int8=evaluate(scorer, valid, n_items, ks=(10,)),
+            valid_int8=valid_int8,
             parity=int8.parity,
             tflite_bytes=len(int8.tflite),
             distill_minutes=dlog.seconds / 60,
@@ -129,7 +128,7 @@ def train_candidates(
             latency_ms=1e3 * median_seconds(lambda h: runner.query(table[h]), _subset(valid, config.latency_queries)),
             float_ops=int8.spec.float_ops,
             edgetpu_blockers=int8.report.edgetpu_blockers,
-            valid_overlap=topk_overlap(top_lists(scorer, valid.histories, 10, valid.exclude_seen), teacher_top),
+            valid_overlap=topk_overlap(top, teacher_top),
         )
         candidates.append(Candidate(student, cfg, int8, result))
         log(
@@ -139,7 +138,7 @@ def train_candidates(
         )
     if not candidates:
         raise ConverterError(f"no student architecture of {', '.join(config.architectures)} converted: see the log above")
-    return candidates, teacher_ndcg
+    return candidates, teacher_valid["NDCG@10"]
 
 
 def choose(candidates: List[Candidate], teacher_ndcg: float, overlap_target: float) -> Tuple[Candidate, str]:

@@ -7,7 +7,7 @@ seen items excluded or not as the split's repeat-consumption protocol says (``Ev
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -75,6 +75,14 @@ def evaluate(scorer: Scorer, eval_set: EvalSet, n_items: int, ks: Iterable[int] 
              batch_size: int = 512, exclude_seen: Optional[bool] = None, desc: Optional[str] = None) -> Dict[str, float]:
     """Evaluate ``scorer`` on ``eval_set`` with full ranking over all ``n_items`` items (seen items
     excluded or not: ``exclude_seen``, by default the eval set's protocol)."""
+    return evaluate_with_lists(scorer, eval_set, n_items, ks, batch_size, exclude_seen, desc)[0]
+
+
+def evaluate_with_lists(scorer: Scorer, eval_set: EvalSet, n_items: int, ks: Iterable[int] = DEFAULT_KS,
+                        batch_size: int = 512, exclude_seen: Optional[bool] = None, desc: Optional[str] = None
+                        ) -> Tuple[Dict[str, float], np.ndarray]:
+    """:func:`evaluate`, plus each user's top-max(ks) list it ranked (seen items left out as the protocol
+    says), for a top-k overlap without scoring the users again."""
     ks = tuple(ks)
     exclude_seen = eval_set.exclude_seen if exclude_seen is None else exclude_seen
     all_ranks: List[np.ndarray] = []
@@ -86,7 +94,8 @@ def evaluate(scorer: Scorer, eval_set: EvalSet, n_items: int, ks: Iterable[int] 
         ranks, top = rank_targets(scorer(hist), hist, targets, max(ks), exclude_seen)
         all_ranks.append(ranks)
         all_top.append(top)
-    return metrics_from_ranks(np.concatenate(all_ranks), np.concatenate(all_top), n_items, ks)
+    top = np.concatenate(all_top)
+    return metrics_from_ranks(np.concatenate(all_ranks), top, n_items, ks), top
 
 
 def evaluate_lists(recommend: Callable[[np.ndarray], np.ndarray], eval_set: EvalSet, n_items: int,
@@ -118,15 +127,6 @@ def exclude_seen_topk(scores: np.ndarray, histories: Sequence[np.ndarray], k: in
     if exclude_seen:
         mask_seen(masked, histories)
     return np.argsort(-masked, axis=1, kind="stable")[:, :k]
-
-
-def top_lists(scorer: Scorer, histories: Sequence[np.ndarray], k: int = 10, exclude_seen: bool = True,
-              batch_size: int = 512) -> np.ndarray:
-    """Each history's top-``k`` items under ``scorer`` (scored ``batch_size`` histories at a time, so a large
-    catalog never needs one (users x items) matrix); seen items left out when ``exclude_seen``."""
-    out = [exclude_seen_topk(scorer(histories[s:s + batch_size]), histories[s:s + batch_size], k, exclude_seen)
-           for s in range(0, len(histories), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
 class PopularityScorer:

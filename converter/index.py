@@ -194,8 +194,8 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
                 checked.append((r, g))
                 if r >= target + margin:
                     break
-            seen_recall, (size, _, M, ef, dim, rerank, recall) = max(checked, key=lambda c: c[0]) \
-                if checked[-1][0] < target + margin else checked[-1]
+            # the one that held is the best checked (all before it fell short); if none held, the closest
+            seen_recall, (size, _, M, ef, dim, rerank, recall) = max(checked, key=lambda c: c[0])
     elif not Ms:
         raise ConverterError(f"no compact store of {', '.join(map(str, compact_dims))} dimensions reached recall@{k} "
                              f"{target + margin:.2f}, and no plain graph was to be tried")

@@ -15,7 +15,7 @@ from .conversion_report import ConversionReport, Latency, Quality, SearchReport,
 from .convert import Conversion, ConvertConfig
 from .data import Dataset, EvalSet, Split
 from .distill import StudentScorer
-from .evaluate import DEFAULT_KS, PopularityScorer, evaluate, evaluate_lists, top_lists, topk_overlap
+from .evaluate import DEFAULT_KS, PopularityScorer, evaluate, evaluate_lists, evaluate_with_lists, topk_overlap
 from .progress import say
 from .provenance import machine_record
 from .search.evaluate import device_search
@@ -40,16 +40,15 @@ def measure(
         golden = rec.check_golden()
         table = dequantize_rows(*quantize_rows(teacher.item_vectors()))  # the item table the student was distilled on
         fp32 = StudentScorer(chosen.student, table, chosen.config.history_len)
-        ex = test.exclude_seen  # the split's protocol, which the bundle records (manifest.seen_items)
-        teacher_top = top_lists(teacher.scores, test.histories, 10, ex)
+        # top lists under the split's protocol, which the bundle records (manifest.seen_items)
+        teacher_metrics, teacher_top = evaluate_with_lists(teacher, test, n_items, desc="teacher")
+        fp32_metrics, fp32_top = evaluate_with_lists(fp32, test, n_items, desc="fp32 student")
+        teacher_top = teacher_top[:, :10]
         bundle_quality, bundle_top = device_quality(rec, test, n_items)
         results = TestResults(
             popularity=Quality(evaluate(PopularityScorer(split.train, n_items), test, n_items)),
-            teacher=Quality(evaluate(teacher, test, n_items, desc="teacher")),
-            student_fp32=Quality(
-                evaluate(fp32, test, n_items, desc="fp32 student"),
-                topk_overlap(top_lists(fp32, test.histories, 10, ex), teacher_top),
-            ),
+            teacher=Quality(teacher_metrics),
+            student_fp32=Quality(fp32_metrics, topk_overlap(fp32_top[:, :10], teacher_top)),
             bundle=Quality(bundle_quality, topk_overlap(bundle_top, teacher_top)),
             seen_items=split.seen_items,
             repeat_share=split.repeat_share,
