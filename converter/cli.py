@@ -29,7 +29,7 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="maximum epochs (default 200)")
     g.add_argument("--max-minutes", type=float, help="training time budget (default 55)")
     g.add_argument("--dim", type=int, help="hidden size (default 64)")
-    g.add_argument("--max-len", type=int, help="history length the model reads (default 200)")
+    g.add_argument("--max-len", type=int, help="history length the model reads (default 50)")
     g.add_argument("--dropout", type=float, help="dropout rate of the embeddings and blocks (default 0.1)")
     g.add_argument("--id-dropout", type=float, help="share of items trained on their text alone in each step, so "
                                                     "new items placed by their text rank well (default 0)")

@@ -39,6 +39,7 @@ class ConvertConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     overlap_target: float = 0.8   # a student whose int8 top-10 shares this much with the teacher's is preferred
     recall_target: float = 0.95
+    near_exact_mb: float = 4.0   # a catalog whose near-exact item index (recall@10 >= 0.995) fits this many MB gets it
     representative_cases: int = 500
     parity_cases: int = 500
     golden_cases: int = 16
@@ -195,9 +196,11 @@ def convert(
     runner = StudentModel(pick.int8.tflite, pick.int8.spec)
     histories = _subset(split.valid, 2000)
     queries = Int8Scorer(runner, table).queries(histories)
-    index = tune_index(table, queries, target=c.recall_target, exclude=histories if split.valid.exclude_seen else ())
+    index = tune_index(table, queries, target=c.recall_target, exclude=histories if split.valid.exclude_seen else (),
+                       near_exact_bytes=c.near_exact_mb * 1e6)
     seen = "" if index.seen_excluded_recall is None else f" ({index.seen_excluded_recall:.4f} with seen items left out)"
-    log(f"  {index.form}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}{seen}, "
+    log(f"  {index.form}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}{seen}"
+        f"{' (near-exact, within the small-catalog budget)' if index.near_exact else ''}, "
         f"{index.bytes_per_item:.0f} B/item on disk")
 
     search, search_part, tuning = None, None, {}

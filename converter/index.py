@@ -8,7 +8,10 @@ the same (int8-dequantized) vectors, the way the device searches, with real stud
 choice's recall for items' own vectors (similar_items, which re-ranks four times as many candidates on a
 compact store) is recorded beside it. The
 setting with the fewest bytes per item on disk that reaches the target with a margin wins; among equal
-sizes, the one that reads fewest candidates. Given the queries' users' seen items (a device leaves them out
+sizes, the one that reads fewest candidates. A small catalog can afford a near-exact index: given a byte
+budget (``near_exact_bytes``), the settings reaching ``near_exact`` recall whose whole index fits it come first,
+the one reading fewest candidates (the fastest) first, as an index that misses 2% of a top-10 costs a model
+about 2% of its NDCG@10. Given the queries' users' seen items (a device leaves them out
 inside its search), the winner must also reach the target with them left out: a user's best unseen items
 rank deeper than the catalog's best, where a compact store's projection finds fewer of them.
 """
@@ -142,6 +145,7 @@ class IndexChoice:
     compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d" -> bytes per item on disk
     similar_recall: Optional[float] = None  # the choice's recall@10 for items' own vectors (similar_items)
     seen_excluded_recall: Optional[float] = None  # the choice's recall@10 with each user's seen items left out
+    near_exact: bool = False   # chosen as a near-exact setting within the small-catalog byte budget
 
     @property
     def form(self) -> str:
@@ -155,14 +159,15 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
                space: str = "ip", ef_construction: int = 200, Ms: Sequence[int] = M_GRID,
                efs: Sequence[int] = EF_GRID, k: int = 10, compact_dims: Sequence[int] = COMPACT_DIMS,
                item_queries: int = 500, similar_rerank: int = 4, exclude: Sequence[np.ndarray] = (),
-               exclude_queries: int = 500) -> IndexChoice:
+               exclude_queries: int = 500, near_exact: float = 0.995, near_exact_bytes: float = 0.0) -> IndexChoice:
     """Measure recall@k of every form (see the module docstring) on ``queries`` (the student's) and pick the
     most compact one reaching target + margin (``compact_dims=()``: the plain graph only; inner-product
     spaces only). The choice's recall for ``item_queries`` items' own vectors (similar_items, which re-ranks
     ``similar_rerank`` times as many candidates on a compact store) is measured and recorded too.
     ``exclude``: the rows each query's user has seen (the device leaves them out); the first
     ``exclude_queries`` of them then check the choice, which falls to the next most compact setting
-    until one reaches target + margin with them left out too."""
+    until one reaches its level (target + margin, or ``near_exact``) with them left out too.
+    ``near_exact_bytes`` (0: off): settings reaching ``near_exact`` whose index fits these bytes come first."""
     truth = exact_topk(queries, vectors, k, space)
     curves, sizes, built = {}, {}, {}
     good = []  # (bytes per item, candidates read, M, ef, projection dim, rerank, recall)
@@ -181,10 +186,16 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             curve = {ef: reranked_recall(index, projection, vectors, queries, truth, rerank, ef) for ef in efs if ef >= rerank}
             compact_curves[f"{dim}-d, re-rank {rerank}"] = curve
             good += [(size, ef, COMPACT_M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
-    seen_recall = None
+    seen_recall, near = None, False
     if good:
-        ranked = sorted(good, key=lambda g: (round(g[0], 1), g[1], g[5]))
+        def near_ok(g) -> bool:
+            return g[6] >= near_exact and g[0] * len(vectors) <= near_exact_bytes
+
+        def level(g) -> float:
+            return near_exact if near_ok(g) else target + margin
+        ranked = sorted(good, key=lambda g: (0, g[1], g[2], g[5]) if near_ok(g) else (1, round(g[0], 1), g[1], g[5]))
         size, _, M, ef, dim, rerank, recall = ranked[0]
+        near = near_ok(ranked[0])
         if len(exclude):
             checked = []
             for g in ranked:
@@ -192,10 +203,12 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
                                     ef=g[3], k=k, projection=projections.get(g[4]),
                                     rerank=g[5])
                 checked.append((r, g))
-                if r >= target + margin:
+                if r >= level(g):
                     break
-            # the one that held is the best checked (all before it fell short); if none held, the closest
-            seen_recall, (size, _, M, ef, dim, rerank, recall) = max(checked, key=lambda c: c[0])
+            # the one that held is the last checked (all before it fell short); if none held, the closest
+            held = checked[-1] if checked[-1][0] >= level(checked[-1][1]) else max(checked, key=lambda c: c[0])
+            seen_recall, (size, _, M, ef, dim, rerank, recall) = held
+            near = near_ok(held[1])
     elif not Ms:
         raise ConverterError(f"no compact store of {', '.join(map(str, compact_dims))} dimensions reached recall@{k} "
                              f"{target + margin:.2f}, and no plain graph was to be tried")
@@ -211,4 +224,4 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
                                    min(similar_rerank * rerank, len(vectors) - 1), ef) if dim
                    else recall_at(index, items, items_truth, ef))
     return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, rerank,
-                       compact_curves, compact_sizes, similar, seen_recall)
+                       compact_curves, compact_sizes, similar, seen_recall, near)

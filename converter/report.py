@@ -242,7 +242,8 @@ def write_report(report: ConversionReport, out: Union[str, Path]) -> Path:
         f"- Median latency per query, same run ({lat.queries} test histories): teacher {lat.teacher_ms:.2f} ms "
         f"(compiled with tf.function), student {lat.device_ms:.3f} ms: **{lat.speedup:.0f}x faster**",
         f"- Index: {idx.form}, ef_construction={idx.ef_construction}, ef_search={idx.ef_search}, "
-        f"recall@10 {idx.recall:.4f} (target {idx.target})"
+        f"recall@10 {idx.recall:.4f} "
+        + ("(near-exact: a small catalog's index within the byte budget)" if idx.near_exact else f"(target {idx.target})")
         + ("" if idx.seen_excluded_recall is None else f", {idx.seen_excluded_recall:.4f} with each user's seen items left out")
         + f"; {sizes.index_bytes_per_item:.0f} B/item on disk "
         f"+ {sizes.item_table_bytes_per_item:.0f} B/item int8 table",

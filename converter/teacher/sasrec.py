@@ -27,7 +27,7 @@ FORMAT = "edge-rec-sasrec-teacher/1"
 class SASRecConfig:
     """Architecture and training hyper-parameters of the reference teacher."""
 
-    max_len: int = 200
+    max_len: int = 50           # the last 50 items: same test quality as 200 in 60% of the time (README ablation)
     dim: int = 64
     blocks: int = 2
     heads: int = 1
