@@ -52,13 +52,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         key, _ = generate_keypair(work / "keys")
-        run = run_cold_start(dataset, work / "run", key, SASRecConfig(max_minutes=args.max_minutes, id_dropout=args.id_dropout),
+        teacher = SASRecConfig(max_minutes=args.max_minutes, id_dropout=args.id_dropout)
+        run = run_cold_start(dataset, work / "run", key, teacher,
                              ConvertConfig(architectures=("pool-recent",), student=StudentConfig(epochs=args.student_epochs),
                                            search=None),
                              TextEncoder(cache_dir=args.cache or work / "cache"), share=args.share, seed=args.seed)
         machine = machine_record(work / "run" / "bundle")
     result = {"machine": machine, "what": __doc__.splitlines()[0], "dataset": dataset.summary(),
-              "teacher": {"max_minutes": args.max_minutes, "id_dropout": args.id_dropout}, **run.to_dict()}
+              "teacher": {"max_minutes": args.max_minutes, "id_dropout": args.id_dropout, "max_len": teacher.max_len},
+              **run.to_dict()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

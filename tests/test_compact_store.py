@@ -60,6 +60,18 @@ def test_the_choice_must_hold_with_each_users_seen_items_left_out(monkeypatch):
     assert plain.projection_dim == 0 and plain.seen_excluded_recall >= 0.97
 
 
+def test_a_small_catalog_gets_a_near_exact_index_within_its_byte_budget():
+    items, queries = low_rank(), low_rank(300, seed=1)
+    compact = tune_index(items, queries, target=0.95)
+    assert not compact.near_exact and compact.recall < 0.995  # the most compact setting, not near-exact here
+    near = tune_index(items, queries, target=0.95, near_exact_bytes=4e6)
+    assert near.near_exact and near.recall >= 0.995 and near.bytes_per_item * len(items) <= 4e6
+    settings = [(ef, r) for c in [*near.curves.values(), *near.compact_curves.values()] for ef, r in c.items()]
+    assert near.ef_search == min(ef for ef, r in settings if r >= 0.995)  # the fastest near-exact setting
+    tight = tune_index(items, queries, target=0.95, near_exact_bytes=10.0)  # no index fits 10 bytes
+    assert not tight.near_exact and tight.bytes_per_item == compact.bytes_per_item
+
+
 def test_the_projection_is_the_same_on_every_run():
     v = low_rank(30_000)
     assert np.array_equal(principal_projection(v, 16), principal_projection(v, 16))
