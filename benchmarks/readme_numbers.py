@@ -61,6 +61,12 @@ def quality() -> str:
         )
     idx, sizes = r.index, r.sizes
     students = ", ".join(s.architecture for s in r.students)
+    chosen = next(s for s in r.students if r.chosen.startswith(s.architecture + ":"))
+    fastest = min(r.students, key=lambda s: s.latency_ms)
+    trade = ("" if fastest is chosen else
+             f" Its invoke takes {chosen.latency_ms:.2f} ms; the fastest candidate, {fastest.architecture}, "
+             f"{fastest.latency_ms:.3f} ms at validation NDCG@10 {fastest.valid_int8['NDCG@10']:.4f} and top-10 overlap "
+             f"{fastest.valid_overlap:.3f} (`--architectures {fastest.architecture}` ships it).")
     lines += [
         "",
         f"The bundle keeps {r.ndcg_ratio:.3f} of the teacher's NDCG@10. Students tried: "
@@ -68,7 +74,7 @@ def quality() -> str:
         f"{'compatible' if r.edgetpu_compatible else 'not compatible'}. The item index holds "
         f"{sizes.index_bytes_per_item:.0f} B/item on disk ({idx.form}, ef_search={idx.ef_search}, recall@10 "
         f"{idx.recall:.3f} against exact search) plus {sizes.item_table_bytes_per_item:.0f} B/item of int8 "
-        f"item table. Conversion took {r.minutes:.0f} min.",
+        f"item table. Conversion took {r.minutes:.0f} min." + trade,
         "",
         source(asdict(r), "conversion_report_ml1m.json"),
     ]

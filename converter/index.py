@@ -145,7 +145,7 @@ class IndexChoice:
     compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d" -> bytes per item on disk
     similar_recall: Optional[float] = None  # the choice's recall@10 for items' own vectors (similar_items)
     seen_excluded_recall: Optional[float] = None  # the choice's recall@10 with each user's seen items left out
-    near_exact: bool = False   # chosen as a near-exact setting within the small-catalog byte budget
+    near_exact: Optional[float] = None  # the recall level, when chosen as a near-exact setting within the byte budget
 
     @property
     def form(self) -> str:
@@ -186,7 +186,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             curve = {ef: reranked_recall(index, projection, vectors, queries, truth, rerank, ef) for ef in efs if ef >= rerank}
             compact_curves[f"{dim}-d, re-rank {rerank}"] = curve
             good += [(size, ef, COMPACT_M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
-    seen_recall, near = None, False
+    seen_recall, near = None, None
     if good:
         def near_ok(g) -> bool:
             return g[6] >= near_exact and g[0] * len(vectors) <= near_exact_bytes
@@ -195,7 +195,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             return near_exact if near_ok(g) else target + margin
         ranked = sorted(good, key=lambda g: (0, g[1], g[2], g[5]) if near_ok(g) else (1, round(g[0], 1), g[1], g[5]))
         size, _, M, ef, dim, rerank, recall = ranked[0]
-        near = near_ok(ranked[0])
+        near = near_exact if near_ok(ranked[0]) else None
         if len(exclude):
             checked = []
             for g in ranked:
@@ -208,7 +208,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
             # the one that held is the last checked (all before it fell short); if none held, the closest
             held = checked[-1] if checked[-1][0] >= level(checked[-1][1]) else max(checked, key=lambda c: c[0])
             seen_recall, (size, _, M, ef, dim, rerank, recall) = held
-            near = near_ok(held[1])
+            near = near_exact if near_ok(held[1]) else None
     elif not Ms:
         raise ConverterError(f"no compact store of {', '.join(map(str, compact_dims))} dimensions reached recall@{k} "
                              f"{target + margin:.2f}, and no plain graph was to be tried")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -71,8 +72,9 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
     panels = [("graph over the vectors", {f"M={M}": (c, idx.sizes[M]) for M, c in idx.curves.items()})]
     if idx.compact_curves:
         panels.append(("compact store (M 8 over principal directions)",
-                       {label: (c, idx.compact_sizes[label.split(",")[0]]) for label, c in idx.compact_curves.items()}))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), sharey=True, squeeze=False)
+                       {label: (c, idx.compact_sizes[label.split(",")[0]])
+                        for label, c in sorted(idx.compact_curves.items(), key=lambda lc: [int(n) for n in re.findall(r"\d+", lc[0])])}))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6), sharey=True, squeeze=False)
     efs = sorted({e for c in list(idx.curves.values()) + list(idx.compact_curves.values()) for e in c})
     ticks = [e for i, e in enumerate(efs) if i % 2 == 0 or e == efs[-1]]  # every other ef: readable on a log axis
     for ax, (panel, curves) in zip(axes[0], panels):
@@ -82,6 +84,8 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
             ax.plot(xs, [curve[e] for e in xs], marker="o", ms=3, color=colors[i % len(colors)],
                     label=f"{label} ({size:.0f} B/item)")
         ax.axhline(idx.target, color="gray", ls=":", lw=1, label=f"target {idx.target}")
+        if idx.near_exact:
+            ax.axhline(idx.near_exact, color="black", ls="--", lw=0.8, label=f"near-exact {idx.near_exact}")
         if bool(idx.projection_dim) == (panel != panels[0][0]):
             ax.plot([idx.ef_search], [idx.recall], "k*", ms=12, label=f"shipped, ef={idx.ef_search}")
         ax.set_xscale("log")
@@ -89,7 +93,7 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
         ax.minorticks_off()
         ax.set_xlabel("ef_search (log scale)")
         ax.set_title(panel, fontsize=10)
-        ax.legend(fontsize=7, loc="lower right" if panel == panels[0][0] else "lower left")  # compact curves start at ef 48
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # below: off the curves
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("recall@10 vs exact search")
     fig.suptitle(f"{title}: shipped {idx.form}", fontsize=10)

@@ -180,12 +180,15 @@ class TeacherEncoderStudent(keras.Model):
         pad = 1.0 - valid
         x = (history * math.sqrt(self.dim) + self.position[None]) * valid
         penalty = (self.causal[None] * padding[:, None, :] - 1.0) * self.MASK_PENALTY
-        for b in self.blocks_:
+        keys_values = x
+        for i, b in enumerate(self.blocks_):
+            if i == len(self.blocks_) - 1:  # only the last slot's output is read: its row alone attends from here on
+                x, pad, valid, penalty = x[:, -1:], pad[:, -1:], valid[:, -1:], penalty[:, -1:]
             q = self._norm(x, b["ln_attn"], pad) @ b["q"][0] + b["q"][1]
-            k, v = x @ b["k"][0] + b["k"][1], x @ b["v"][0] + b["v"][1]
+            k, v = keys_values @ b["k"][0] + b["k"][1], keys_values @ b["v"][0] + b["v"][1]
             x = x + self._attend(q, k, v, penalty, training) @ b["o"][0] + b["o"][1]
             h = tf.nn.relu(self._norm(x, b["ln_ffn"], pad) @ b["ffn_in"][0] + b["ffn_in"][1])
-            x = (x + h @ b["ffn_out"][0] + b["ffn_out"][1]) * valid
+            x = keys_values = (x + h @ b["ffn_out"][0] + b["ffn_out"][1]) * valid
         return _l2(self._norm(x, self.final_ln, pad)[:, -1, :])
 
 
