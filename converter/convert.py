@@ -145,13 +145,15 @@ def train_candidates(
 def choose(candidates: List[Candidate], teacher_ndcg: float, overlap_target: float) -> Tuple[Candidate, str]:
     """The student that keeps the teacher's quality and its lists: among candidates with int8 validation
     NDCG@10 >= 0.99 x the teacher's and top-10 overlap >= ``overlap_target`` (all of them if none does),
-    the best NDCG@10; within 1% of it, Edge TPU compatible first, then faster, then smaller."""
+    the best NDCG@10; within 1% of it, one that keeps ``overlap_target`` of the teacher's top-10 first, then
+    Edge TPU compatible, then faster, then smaller."""
     faithful = [c for c in candidates
                 if c.result.valid_int8["NDCG@10"] >= 0.99 * teacher_ndcg and c.result.valid_overlap >= overlap_target]
     pool = faithful or candidates
     best = max(c.result.valid_int8["NDCG@10"] for c in pool)
     close = [c for c in pool if c.result.valid_int8["NDCG@10"] >= 0.99 * best]
-    pick = min(close, key=lambda c: (bool(c.result.edgetpu_blockers), c.result.latency_ms, c.result.tflite_bytes))
+    pick = min(close, key=lambda c: (c.result.valid_overlap < overlap_target, bool(c.result.edgetpu_blockers),
+                                     c.result.latency_ms, c.result.tflite_bytes))
     r = pick.result
     kept = (f"{len(faithful)} of {len(candidates)} candidates keep >= 0.99 x the teacher's NDCG@10 "
             f"({teacher_ndcg:.4f}) and >= {overlap_target:g} of its top-10" if faithful else
@@ -159,8 +161,9 @@ def choose(candidates: List[Candidate], teacher_ndcg: float, overlap_target: flo
             "of its top-10: all compared")
     why = (
         f"{r.architecture}: int8 validation NDCG@10 {r.valid_int8['NDCG@10']:.4f}, top-10 overlap with the teacher "
-        f"{r.valid_overlap:.3f} ({kept}; within 1% of the best of those the rule prefers Edge TPU compatible, "
-        f"then faster, then smaller); {r.tflite_bytes / 1024:.1f} KiB, {r.latency_ms:.3f} ms per query"
+        f"{r.valid_overlap:.3f} ({kept}; within 1% of the best of those the rule prefers one keeping the teacher's "
+        f"top-10, then Edge TPU compatible, then faster, then smaller); {r.tflite_bytes / 1024:.1f} KiB, "
+        f"{r.latency_ms:.3f} ms per query"
     )
     return pick, why
 
