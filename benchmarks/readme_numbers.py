@@ -328,7 +328,7 @@ def cold_start() -> str:
              f"| a random held-out item | {m['random_cold_HR@10']:.4f} | | | |"]
     notes = [f"The held-out items are {m['cold_catalog_share']:.0%} of the catalog and {m['cold_target_share']:.1%} of the "
              f"test targets. Each run: a {runs[0][1]['teacher']['max_minutes']:g}-minute teacher reading the last "
-             f"{runs[0][1]['teacher'].get('max_len', 200)} items (200 before the field was recorded), a pool-recent student, "
+             f"{runs[0][1]['teacher'].get('max_len', 200)} items, a pool-recent student, "  # files without max_len: 200, the default then
              f"the delta {runs[0][1]['delta_bytes']:,} bytes, device sync `{runs[0][1]['sync']}`."]
     base, drop = runs[0][1]["metrics"], runs[1][1]["metrics"]
     hr = drop["device"]["HR@10"]
