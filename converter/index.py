@@ -194,8 +194,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         def level(g) -> float:
             return near_exact if near_ok(g) else target + margin
         ranked = sorted(good, key=lambda g: (0, g[1], g[2], g[5]) if near_ok(g) else (1, round(g[0], 1), g[1], g[5]))
-        size, _, M, ef, dim, rerank, recall = ranked[0]
-        near = near_exact if near_ok(ranked[0]) else None
+        pick = ranked[0]
         if len(exclude):
             checked = []
             for g in ranked:
@@ -206,9 +205,9 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
                 if r >= level(g):
                     break
             # the one that held is the last checked (all before it fell short); if none held, the closest
-            held = checked[-1] if checked[-1][0] >= level(checked[-1][1]) else max(checked, key=lambda c: c[0])
-            seen_recall, (size, _, M, ef, dim, rerank, recall) = held
-            near = near_exact if near_ok(held[1]) else None
+            seen_recall, pick = checked[-1] if checked[-1][0] >= level(checked[-1][1]) else max(checked, key=lambda c: c[0])
+        size, _, M, ef, dim, rerank, recall = pick
+        near = near_exact if near_ok(pick) else None
     elif not Ms:
         raise ConverterError(f"no compact store of {', '.join(map(str, compact_dims))} dimensions reached recall@{k} "
                              f"{target + margin:.2f}, and no plain graph was to be tried")

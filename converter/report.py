@@ -55,14 +55,15 @@ def _quality_latency(report: ConversionReport, out: Path, plt) -> str:
     ax = axes[2]
     ax.barh(list(lat), list(lat.values()), color=[COLORS["teacher"], COLORS["bundle"]])
     low, high = min(lat.values()), max(lat.values())
-    if high / low >= 10:  # a log axis only when the bars differ by an order of magnitude or more
+    log = high / low >= 10  # a log axis only when the bars differ by an order of magnitude or more
+    if log:
         ax.set_xscale("log")
         ax.set_xlim(low / 3, high * 8)
     else:
         ax.set_xlim(0, high * 1.3)
     for y, v in enumerate(lat.values()):
         ax.text(v, y, f" {v:.3g} ms", va="center", fontsize=9)
-    ax.set_xlabel("median ms per query" + (" (log scale)" if high / low >= 10 else ""))
+    ax.set_xlabel("median ms per query" + (" (log scale)" if log else ""))
     ax.set_title(f"device path {report.latency.speedup:.0f}x faster than the compiled teacher", fontsize=10)
     ax.invert_yaxis()
     fig.tight_layout()
