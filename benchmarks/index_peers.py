@@ -8,7 +8,7 @@ recall@10, median query time and bytes per item on disk (what a device would shi
 
 - edge-rec (shipped): the grown bundle's own item store as the converter chose it and the runtime searches
   it (edge_rec.ItemIndex and the Retriever's exact re-scoring): since bundle format 6 usually the compact
-  store (hnswlib M 8 over a projection onto the vectors' first principal directions, its candidates
+  store (hnswlib M 8 over a projection onto a few query-aware directions, its candidates
   re-ranked with the int8 table, the only full-width copy); its files on disk;
 - edge-rec plain graph (bundle format 5 and older): hnswlib M 8 over float32 vectors, plus the int8 table;
 - hnswlib with its defaults (M 16, ef_construction 200), float32 vectors only;
@@ -95,7 +95,7 @@ def shipped_store(rec, bundle: Path) -> "tuple[float, Callable[[np.ndarray, int]
     def query(q: np.ndarray, width: int) -> np.ndarray:
         cand, _ = rec.index.search(q, fetch, ef=width)
         return rec.retriever.scored(cand, q)[0][:K] if m.index.rerank else cand
-    form = (f"compact: hnswlib M {m.index.M} over {m.index.dim} principal directions, {m.index.rerank} candidates "
+    form = (f"compact: hnswlib M {m.index.M} over {m.index.dim} query-aware directions, {m.index.rerank} candidates "
             "re-ranked with the int8 table" if m.index.projection else f"hnswlib M {m.index.M} + the int8 table")
     return size, query, form
 

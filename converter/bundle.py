@@ -24,7 +24,8 @@ from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
 
-from .index import IndexChoice, build_hnsw, principal_projection
+from .errors import ConverterError
+from .index import IndexChoice, build_hnsw
 from .quantize import Int8Model
 
 FILES = {"model": "student.tflite", "index": "items.hnsw", "vectors": "item_vectors.npy", "scales": "item_scales.npy",
@@ -75,7 +76,10 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
     try:
         table = dequantize_rows(q, scales)
         contents = {FILES[k]: data for k, data in item_file_bytes(q, scales, item_ids, metadata, popularity).items()}
-        projection = principal_projection(table, index.projection_dim) if index.projection_dim else None
+        projection = index.projection if index.projection_dim else None
+        if index.projection_dim and (projection is None or projection.shape != (q.shape[1], index.projection_dim)):
+            raise ConverterError(f"a compact-store index choice needs its ({q.shape[1]}, {index.projection_dim}) "
+                                 "projection (converter.index.tune_index makes it)")
         if projection is not None:  # the compact store: the graph over the projection (see converter.index)
             buf = io.BytesIO()
             np.save(buf, projection, allow_pickle=False)

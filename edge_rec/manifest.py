@@ -120,7 +120,7 @@ class IndexSpec:
     # hash locally, and the signed golden cases check what it built.
     built_on_device: bool = False
     # Format 6, the compact store: the graph is built over the vectors times this (full dim, dim) float32
-    # .npy matrix (a projection onto their first principal directions), and the best ``rerank`` rows it
+    # .npy matrix (a projection onto a few directions, fitted by the converter), and the best ``rerank`` rows it
     # finds are re-ranked exactly with the int8 table. None: the graph holds the vectors themselves.
     projection: Optional[str] = None
     rerank: int = 0

@@ -9,7 +9,7 @@ import pytest
 from test_runtime import OPEN, resign, run_isolated
 
 from converter import index as tuner
-from converter.index import build_hnsw, exact_topk, excluded_recall, principal_projection, tune_index
+from converter.index import build_hnsw, exact_topk, excluded_recall, query_aware_projection, reranked_recall, tune_index
 from edge_rec.errors import ManifestError
 from edge_rec.manifest import MANIFEST_NAME, IndexSpec, Manifest
 from edge_rec.recommender import EdgeRecommender
@@ -41,7 +41,7 @@ def test_recall_with_seen_items_left_out_is_against_the_unseen_rows():
     seen = [exact_topk(q[None], items, 30)[0] for q in queries]  # users who saw their 30 best items
     graph = build_hnsw(items, M=16)
     assert excluded_recall(graph, queries, items, seen, ef=2000) == 1.0  # an exhaustive beam finds the unseen best
-    flat = principal_projection(items, 1)
+    flat = query_aware_projection(items, queries, 1)
     line = build_hnsw(items @ flat, M=16)
     assert excluded_recall(line, queries, items, seen, ef=50, projection=flat, rerank=10) < 0.9  # 1 direction: lost
 
@@ -73,9 +73,27 @@ def test_a_small_catalog_gets_a_near_exact_index_within_its_byte_budget():
 
 
 def test_the_projection_is_the_same_on_every_run():
-    v = low_rank(30_000)
-    assert np.array_equal(principal_projection(v, 16), principal_projection(v, 16))
-    assert principal_projection(v, 16).shape == (64, 16) and principal_projection(v, 16).dtype == np.float32
+    v, q = low_rank(30_000), low_rank(300, seed=1)
+    p = query_aware_projection(v, q, 16)
+    assert np.array_equal(p, query_aware_projection(v, q, 16))
+    assert p.shape == (64, 16) and p.dtype == np.float32 and np.allclose(p.T @ p, np.eye(16), atol=1e-5)
+
+
+def test_the_projection_follows_what_the_queries_ask_not_what_the_items_vary_most_in():
+    """Items vary most in 32 directions the queries ignore; what the queries score lies in 16 quieter ones:
+    the items' own principal directions lose the ranking, the query-aware ones keep it."""
+    rng = np.random.default_rng(0)
+    items = np.concatenate([3.0 * rng.normal(size=(4000, 32)), rng.normal(size=(4000, 16)),
+                            0.05 * rng.normal(size=(4000, 16))], axis=1).astype(np.float32)
+    queries = np.zeros((300, 64), np.float32)
+    queries[:, 32:48] = rng.normal(size=(300, 16))
+    truth = exact_topk(queries, items, 10)
+
+    def recall(projection):
+        return reranked_recall(build_hnsw(items @ projection, M=8), projection, items, queries, truth, 80, 128)
+    _, _, vt = np.linalg.svd(items, full_matrices=False)
+    assert recall(np.ascontiguousarray(vt[:16].T)) < 0.5
+    assert recall(query_aware_projection(items, queries, 16)) > 0.95
 
 
 def test_the_manifest_needs_projection_and_rerank_together():
