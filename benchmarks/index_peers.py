@@ -181,17 +181,17 @@ def main() -> int:
     p.add_argument("--widths", default="16,32,48,64,96,128,192,256", help="search widths (ef) to sweep")
     p.add_argument("--out", default=str(HERE / "results" / "index_peers.json"))
     args = p.parse_args()
-    from runtime_latency import real_histories
+    from runtime_latency import TUNING_USERS, real_histories
 
     from converter.index import exact_topk
     from converter.provenance import machine_record
     from edge_rec.recommender import EdgeRecommender
-    histories, _ = real_histories(args.data, 2 * args.queries)
+    timed, tuning, _ = real_histories(args.data, args.queries, TUNING_USERS)
     with tempfile.TemporaryDirectory() as tmp:
-        grown = grown_bundle(args, tmp, histories[:300])
+        grown = grown_bundle(args, tmp, tuning)
         with EdgeRecommender.open(grown, Path(args.key).with_suffix(".pub")) as rec:
             vectors = rec.items.dequantized(np.arange(len(rec.items)))
-            rows = [rec.items.rows(h, strict=False)[-rec.history_len:] for h in histories[args.queries:]]
+            rows = [rec.items.rows(h, strict=False)[-rec.history_len:] for h in timed]
             queries = np.stack([rec.query_vector(r) for r in rows if len(r)])
             truth = exact_topk(queries, vectors, K, "ip")
             result = {"machine": machine_record(grown), "items": len(vectors), "dim": int(vectors.shape[1]),

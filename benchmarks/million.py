@@ -140,13 +140,12 @@ def main() -> int:
     args = p.parse_args()
     from delta_sync import delta_cost
     from query_path import measure
-    from runtime_latency import import_and_open, latency, real_histories
+    from runtime_latency import TUNING_USERS, import_and_open, latency, real_histories
 
     from converter.provenance import machine_record
     key = Path(args.key)
     pub = key.with_suffix(".pub")
-    histories, _ = real_histories(args.data, 2 * args.queries)
-    tuning, timed = histories[:args.queries], histories[args.queries:]
+    timed, tuning, _ = real_histories(args.data, args.queries, TUNING_USERS)
     with tempfile.TemporaryDirectory() as tmp:
         grown = grown_bundle(args, tmp, tuning, tune=TUNE)
         r = {"machine": machine_record(grown), "items": args.items, "store": store_bytes(grown),

@@ -146,12 +146,11 @@ def main() -> int:
     p.add_argument("--compare", help="an earlier query_path.json: plotted as 'before'")
     p.add_argument("--out", default=str(HERE / "results" / "query_path.json"))
     args = p.parse_args()
-    from runtime_latency import real_histories
+    from runtime_latency import TUNING_USERS, real_histories
 
     from converter.provenance import machine_record
     key = Path(args.key)
-    histories, _ = real_histories(args.data, 2 * args.queries)
-    tuning, timed = histories[:args.queries], histories[args.queries:]
+    timed, tuning, _ = real_histories(args.data, args.queries, TUNING_USERS)
     with tempfile.TemporaryDirectory() as tmp:
         grown = grown_bundle(args, tmp, tuning)
         result = {"machine": machine_record(grown), "items": args.items, **measure(grown, key.with_suffix(".pub"), timed)}

@@ -48,15 +48,23 @@ def import_and_open(bundle: Path, pub: Path, runs: int) -> dict:
 MAX_EVENTS = 200
 
 
-def real_histories(data, n: int) -> "tuple[list, object]":
+TUNING_USERS = 4000  # histories that tune a grown index: half measure its recall, half fit its projection
+
+
+def real_histories(data, n: int, tuning: int = 0) -> "tuple[list, list, object]":
     """Item-id histories (oldest first, at most MAX_EVENTS) of ``n`` ML-1M users spread over the user list,
-    and the data set."""
+    up to ``tuning`` other users' histories (to tune a grown bundle's index), and the data set."""
     from converter.data import leave_one_out, load_movielens_1m
     dataset = load_movielens_1m(data)
     split = leave_one_out(dataset)
     ids = [item.id for item in dataset.items]
     users = np.linspace(0, len(split.test.histories) - 1, n).astype(int)
-    return [[ids[i] for i in split.test.histories[u][-MAX_EVENTS:]] for u in users], dataset
+    others = np.setdiff1d(np.arange(len(split.test.histories)), users)
+    others = others[np.linspace(0, len(others) - 1, min(tuning, len(others))).astype(int)] if tuning else others[:0]
+
+    def history(u: int) -> list:
+        return [ids[i] for i in split.test.histories[u][-MAX_EVENTS:]]
+    return [history(u) for u in users], [history(u) for u in others], dataset
 
 
 def search_queries(dataset, bundle: Path, n: int) -> list:
@@ -179,8 +187,7 @@ def main() -> int:
     pub = key.with_suffix(".pub")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    histories, dataset = real_histories(args.data, 2 * args.queries)
-    tuning, timed = histories[:args.queries], histories[args.queries:]
+    timed, tuning, dataset = real_histories(args.data, args.queries, TUNING_USERS)
     queries = search_queries(dataset, bundle, args.queries) if read_manifest(bundle).search else []
     results = {"machine": machine_record(bundle), "bundles": {},
                "histories": f"{len(timed)} real ML-1M users' test-time histories (up to {MAX_EVENTS} recent events each), "

@@ -30,6 +30,7 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-minutes", type=float, help="training time budget (default 55)")
     g.add_argument("--dim", type=int, help="hidden size (default 64)")
     g.add_argument("--max-len", type=int, help="history length the model reads (default 50)")
+    g.add_argument("--blocks", type=int, help="transformer blocks (default 2)")
     g.add_argument("--dropout", type=float, help="dropout rate of the embeddings and blocks (default 0.1)")
     g.add_argument("--id-dropout", type=float, help="share of items trained on their text alone in each step, so "
                                                     "new items placed by their text rank well (default 0)")
@@ -38,7 +39,7 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
 def _teacher_config(args: argparse.Namespace):
     from .teacher import SASRecConfig
     overrides = {"use_text": not args.no_text, "max_epochs": args.epochs, "max_minutes": args.max_minutes,
-                 "dim": args.dim, "max_len": args.max_len, "dropout": args.dropout, "id_dropout": args.id_dropout}
+                 "dim": args.dim, "max_len": args.max_len, "blocks": args.blocks, "dropout": args.dropout, "id_dropout": args.id_dropout}
     return SASRecConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
