@@ -4,8 +4,9 @@ Two forms are tried: the graph over the item vectors (M from M_GRID), and the co
 (M 8) over the vectors' projection onto a few directions (COMPACT_DIMS), whose best ``rerank`` rows the
 device re-ranks exactly with its int8 table (the vectors are then stored once in full, as int8, plus a
 few bytes per item in the graph). The directions are fitted to the queries as well as the items
-(:func:`query_aware_projection`): the ones that carry most of the query-item scores, not the items'
-own principal directions, which miss what separates the items a user vector asks for. Recall is measured against exact search over
+(:func:`query_aware_projection`, on other users' queries than those recall is measured on): the ones
+that carry most of the query-item scores, not the items' own principal directions, which miss what
+separates the items a user vector asks for. Recall is measured against exact search over
 the same (int8-dequantized) vectors, the way the device searches, with real student query vectors; the
 choice's recall for items' own vectors (similar_items, which re-ranks four times as many candidates on a
 compact store) is recorded beside it. The

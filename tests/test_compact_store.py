@@ -94,6 +94,12 @@ def test_the_projection_follows_what_the_queries_ask_not_what_the_items_vary_mos
     _, _, vt = np.linalg.svd(items, full_matrices=False)
     assert recall(np.ascontiguousarray(vt[:16].T)) < 0.5
     assert recall(query_aware_projection(items, queries, 16)) > 0.95
+    # the tuner fits the directions to other queries than those it measures recall on
+    elsewhere = np.zeros_like(queries)
+    elsewhere[:, :16] = rng.normal(size=(300, 16))
+    fast = {"efs": (64, 128), "Ms": (8,), "compact_dims": (16,)}
+    assert tune_index(items, queries, fit_queries=queries[::-1], **fast).projection_dim == 16
+    assert tune_index(items, queries, fit_queries=elsewhere, **fast).projection_dim == 0
 
 
 def test_the_manifest_needs_projection_and_rerank_together():
