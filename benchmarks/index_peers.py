@@ -178,7 +178,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_grown_bundle_args(p)
     p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--widths", default="16,32,48,64,96,128,192,256", help="search widths (ef) to sweep")
+    p.add_argument("--widths", default="16,32,48,64,96,128,192,256,384,512,768", help="search widths (ef) to sweep")
     p.add_argument("--out", default=str(HERE / "results" / "index_peers.json"))
     args = p.parse_args()
     from runtime_latency import TUNING_USERS, real_histories
