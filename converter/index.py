@@ -188,6 +188,8 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
     if fit_queries is None and dims:
         half = (len(queries) + 1) // 2
         queries, fit_queries, exclude = queries[:half], queries[half:], exclude[:half]
+    if dims and not len(fit_queries):
+        dims = []  # no queries to fit directions to: the plain graph only
     truth = exact_topk(queries, vectors, k, space)
     curves, sizes, built = {}, {}, {}
     good = []  # (bytes per item, candidates read, M, ef, projection dim, rerank, recall)
