@@ -60,7 +60,7 @@ def real_histories(data, n: int, tuning: int = 0) -> "tuple[list, list, object]"
     ids = [item.id for item in dataset.items]
     users = np.linspace(0, len(split.test.histories) - 1, n).astype(int)
     others = np.setdiff1d(np.arange(len(split.test.histories)), users)
-    others = others[np.linspace(0, len(others) - 1, min(tuning, len(others))).astype(int)] if tuning else others[:0]
+    others = others[np.linspace(0, len(others) - 1, min(tuning, len(others))).astype(int)]
 
     def history(u: int) -> list:
         return [ids[i] for i in split.test.histories[u][-MAX_EVENTS:]]

@@ -201,7 +201,7 @@ def convert(
     scorer = Int8Scorer(runner, table)
     index = tune_index(table, scorer.queries(histories), target=c.recall_target,
                        exclude=histories if split.valid.exclude_seen else (), near_exact_bytes=c.near_exact_mb * 1e6,
-                       fit_queries=scorer.queries(others) if len(others) >= 1000 else None)  # else: half of them
+                       fit_queries=scorer.queries(others) if len(others) >= 1000 else None)  # few others: half the measured fit
     seen = "" if index.seen_excluded_recall is None else f" ({index.seen_excluded_recall:.4f} with seen items left out)"
     log(f"  {index.form}, ef_search={index.ef_search}: recall@10 {index.recall:.4f}{seen}"
         f"{' (near-exact, within the small-catalog budget)' if index.near_exact else ''}, "
