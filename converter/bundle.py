@@ -23,6 +23,7 @@ from edge_rec.manifest import MANIFEST_NAME, FileEntry, IndexSpec, ItemsSpec, Ma
 from edge_rec.quant import dequantize_rows, quantize_rows
 from edge_rec.recommender import EdgeRecommender
 from edge_rec.signing import load_private_key, sign
+from edge_rec.vectors import complete_basis, split_rows
 
 from .errors import ConverterError
 from .index import IndexChoice, build_hnsw
@@ -72,20 +73,24 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
     key = load_private_key(private_key)
     version = bundle_version if bundle_version is not None else next_version(out)
     q, scales = quantize_rows(item_vectors)
+    dim = q.shape[1]
     stage = staging_dir(out)
     try:
-        table = dequantize_rows(q, scales)
-        contents = {FILES[k]: data for k, data in item_file_bytes(q, scales, item_ids, metadata, popularity).items()}
+        graph_vectors, table, table_scales = dequantize_rows(q, scales), q, scales
         projection = index.projection if index.projection_dim else None
-        if index.projection_dim and (projection is None or projection.shape != (q.shape[1], index.projection_dim)):
-            raise ConverterError(f"a compact-store index choice needs its ({q.shape[1]}, {index.projection_dim}) "
+        if index.projection_dim and (projection is None or projection.shape != (dim, index.projection_dim)):
+            raise ConverterError(f"a compact-store index choice needs its ({dim}, {index.projection_dim}) "
                                  "projection (converter.index.tune_index makes it)")
-        if projection is not None:  # the compact store: the graph over the projection (see converter.index)
+        contents = {}
+        if projection is not None:  # the compact store: the graph over the projection, each vector stored once
+            basis = complete_basis(projection)
+            graph_vectors, table, table_scales = split_rows(graph_vectors, basis, index.projection_dim)
             buf = io.BytesIO()
-            np.save(buf, projection, allow_pickle=False)
+            np.save(buf, basis, allow_pickle=False)
             contents[PROJECTION_FILE] = buf.getvalue()
-            table = table @ projection
-        build_hnsw(table, index.space, index.M, index.ef_construction).save_index(str(stage / FILES["index"]))
+        contents.update({FILES[k]: data for k, data in item_file_bytes(table, table_scales, item_ids, metadata,
+                                                                       popularity).items()})
+        build_hnsw(graph_vectors, index.space, index.M, index.ef_construction).save_index(str(stage / FILES["index"]))
         contents[FILES["model"]] = model.tflite
         if search is not None:
             contents.update(_search_files(search, stage))
@@ -96,11 +101,11 @@ def write_bundle(out: Union[str, Path], model: Int8Model, item_ids: Sequence[str
         manifest = Manifest(
             bundle_version=version, created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             model=model.spec,
-            index=IndexSpec(FILES["index"], index.space, index.projection_dim or q.shape[1], len(q), index.M,
+            index=IndexSpec(FILES["index"], index.space, index.projection_dim or dim, len(q), index.M,
                             index.ef_construction, index.ef_search, projection=PROJECTION_FILE if projection is not None else None,
-                            rerank=index.rerank),
+                            rerank=index.rerank, residual=projection is not None),
             items=ItemsSpec(FILES["vectors"], FILES["scales"], FILES["ids"], FILES["metadata"], FILES["popularity"],
-                            len(q), q.shape[1]),
+                            len(q), dim),
             files=files, golden=[], info=dict(info or {}),
             search=_search_spec(search, len(q)) if search is not None else None, seen_items=seen_items)
         manifest.check_consistency()

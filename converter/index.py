@@ -2,15 +2,15 @@
 
 Two forms are tried: the graph over the item vectors (M from M_GRID), and the compact store, the graph
 (M 8) over the vectors' projection onto a few directions (COMPACT_DIMS), whose best ``rerank`` rows the
-device re-ranks exactly with its int8 table (the vectors are then stored once in full, as int8, plus a
-few bytes per item in the graph). The directions are fitted to the queries as well as the items
+device re-ranks exactly (each vector is stored once: its coordinates along those directions in the graph,
+the rest in the int8 table; see :mod:`edge_rec.vectors`). The directions are fitted to the queries as well as the items
 (:func:`query_aware_projection`, on other users' queries than those recall is measured on): the ones
 that carry most of the query-item scores, not the items' own principal directions, which miss what
 separates the items a user vector asks for. Recall is measured against exact search over
 the same (int8-dequantized) vectors, the way the device searches, with real student query vectors; the
 choice's recall for items' own vectors (similar_items, which re-ranks four times as many candidates on a
-compact store) is recorded beside it. The
-setting with the fewest bytes per item on disk that reaches the target with a margin wins; among equal
+compact store) is recorded beside it. The setting with the fewest bytes per item on disk (index and item
+table: a compact store's table holds fewer coordinates) that reaches the target with a margin wins; among equal
 sizes, the one that reads fewest candidates. A small catalog can afford a near-exact index: given a byte
 budget (``near_exact_bytes``), the settings reaching ``near_exact`` recall whose whole index fits it come first,
 the one reading fewest candidates (the fastest) first, as an index that misses 2% of a top-10 costs a model
@@ -215,7 +215,9 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
 
         def level(g) -> float:
             return near_exact if near_ok(g) else target + margin
-        ranked = sorted(good, key=lambda g: (0, g[1], g[2], g[5]) if near_ok(g) else (1, round(g[0], 1), g[1], g[5]))
+        def store_bytes(g) -> float:  # the index, and the int8 table's coordinates (one byte each) it leaves there
+            return g[0] + vectors.shape[1] - g[4]
+        ranked = sorted(good, key=lambda g: (0, g[1], g[2], g[5]) if near_ok(g) else (1, round(store_bytes(g), 1), g[1], g[5]))
         pick = ranked[0]
         if len(exclude):
             checked = []

@@ -26,6 +26,7 @@ from .items import TOMBSTONE, item_file_bytes, metadata_line, vector_file_bytes
 from .manifest import MANIFEST_NAME, FileEntry, IndexSpec, Manifest
 from .pack import Pack, PackError, read_pack, write_pack
 from .quant import dequantize_rows
+from .vectors import split_rows
 
 DELTA_FORMAT = "edge-rec-delta/1"
 KIND = "delta"
@@ -205,8 +206,16 @@ def build_version(base: Bundle, changes: ItemChanges, out: Path, target: Manifes
             appended.append(i)
         new_rows[i] = r
     n_total = len(ids) + len(appended)
+    changed = sorted(set(new_rows.values()))
+    by_row = [i for i, _ in sorted(new_rows.items(), key=lambda ir: ir[1])]  # the upserts in the order of `changed`
+    rows, row_scales = changes.upsert_vectors, changes.upsert_scales
+    graph_part = dequantize_rows(rows, row_scales)
+    if m.index.residual:  # the table holds the rest of each vector, the graph its coordinates (edge_rec.vectors)
+        basis = load_projection(base.verify_file(m.index.projection), m.index, m.items.dim)
+        graph_part, rows, row_scales = split_rows(graph_part, basis, m.index.dim)
+    graph_part = graph_part[by_row]
     vectors, scales = _apply_rows(*_table(base, m.items.vectors, m.items.scales), deleted, new_rows, n_total,
-                                  changes.upsert_vectors, changes.upsert_scales)
+                                  rows, row_scales)
     ids += [changes.upsert_ids[i] for i in appended]
     lines += [b""] * len(appended)
     for i, r in new_rows.items():
@@ -224,8 +233,7 @@ def build_version(base: Bundle, changes: ItemChanges, out: Path, target: Manifes
         files[target.model.file] = _write(out / target.model.file, model)
     else:
         files[target.model.file] = _copy(base, m.model.file, out / target.model.file)
-    changed = sorted(set(new_rows.values()))
-    grown = [(m.index, target.index, dequantize_rows(vectors, scales))]
+    grown = [(m.index, target.index, graph_part)]
     if m.search is not None and target.search is not None:
         s, ts = m.search, target.search
         sv, ss = _apply_rows(*_table(base, s.vectors, s.scales), deleted, new_rows, n_total,
@@ -235,13 +243,14 @@ def build_version(base: Bundle, changes: ItemChanges, out: Path, target: Manifes
             files[name] = _write(out / name, data)
         for src, dst in ((s.tokenizer, ts.tokenizer), (s.encoder.file, ts.encoder.file)):
             files[dst] = _copy(base, src, out / dst)
-        grown.append((s.index, ts.index, dequantize_rows(sv, ss)))
+        grown.append((s.index, ts.index, dequantize_rows(sv[changed], ss[changed])))
     failpoints.reached("stage-index")
-    for spec, target_spec, table in grown:
+    for spec, target_spec, added in grown:  # ``added``: the changed rows' vectors, in the order of ``changed``
         if spec.projection and target_spec.projection:  # the compact store: the graph holds projected vectors
             files[target_spec.projection] = _copy(base, spec.projection, out / target_spec.projection)
-            table = table @ load_projection(out / target_spec.projection, target_spec, table.shape[1])
-        _grow_index(base, spec, out / target_spec.file, n_total, sorted(deleted), changed, table)
+            if not spec.residual:
+                added = added @ load_projection(out / target_spec.projection, target_spec, added.shape[1])
+        _grow_index(base, spec, out / target_spec.file, n_total, sorted(deleted), changed, added)
     return BuiltVersion(files, n_total)
 
 
@@ -258,6 +267,7 @@ def _copy(base: Bundle, name: str, dst: Path) -> FileEntry:
 
 def _grow_index(base: Bundle, spec: IndexSpec, out: Path, count: int, deleted: List[int], changed: List[int],
                 vectors: np.ndarray) -> None:
+    """``base``'s index with ``deleted`` rows marked and the ``changed`` rows' ``vectors`` (in that order) added."""
     import hnswlib
     src = base.verify_file(spec.file)
     check_index_file(src, spec)
@@ -267,7 +277,7 @@ def _grow_index(base: Bundle, spec: IndexSpec, out: Path, count: int, deleted: L
     for r in deleted:
         index.mark_deleted(r)
     if changed:
-        index.add_items(vectors[changed], np.asarray(changed, dtype=np.int64))
+        index.add_items(np.asarray(vectors, np.float32), np.asarray(changed, dtype=np.int64))
     index.save_index(str(out))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import IncompatibleBundleError, ItemIndexError
 from .manifest import IndexSpec
+from .vectors import check_basis
 
 # hnswlib 0.8 file header: offsetLevel0, max_elements, cur_element_count, size_data_per_element,
 # label_offset, offsetData (size_t each), maxlevel (int), enterpoint (uint), maxM, maxM0, M (size_t),
@@ -164,14 +165,18 @@ def _check_lists(lists: np.ndarray, limit: int, count: int, bad, where: str, lev
 
 
 def load_projection(path: Path, spec: IndexSpec, full_dim: int) -> np.ndarray:
-    """The compact store's projection matrix, (full_dim, spec.dim) float32, from a verified .npy file."""
+    """The compact store's projection matrix from a verified .npy file, float32: (full_dim, spec.dim), or for
+    a residual store the whole orthonormal (full_dim, full_dim) basis whose first spec.dim columns it is."""
     try:
         projection = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise IncompatibleBundleError(f"index projection {path.name} is not a .npy matrix: {e}") from None
-    if projection.dtype != np.float32 or projection.shape != (full_dim, spec.dim) or not np.isfinite(projection).all():
+    shape = (full_dim, full_dim if spec.residual else spec.dim)
+    if projection.dtype != np.float32 or projection.shape != shape or not np.isfinite(projection).all():
         raise IncompatibleBundleError(f"index projection {path.name} is {projection.dtype} {projection.shape}, the manifest "
-                                      f"needs float32 ({full_dim}, {spec.dim}) with finite values")
+                                      f"needs float32 {shape} with finite values")
+    if spec.residual:
+        check_basis(projection, f"index projection {path.name}")
     return np.ascontiguousarray(projection)
 
 
@@ -184,8 +189,11 @@ class ItemIndex:
         if (projection is None) != (spec.projection is None):
             raise IncompatibleBundleError(f"index {spec.file}: the manifest {'names' if spec.projection else 'has no'} "
                                           "projection, the caller gave " + ("none" if projection is None else "one"))
-        self.spec, self.projection = spec, projection
+        self.spec, self.projection, self._path = spec, projection, path
         self._index = _load(path, spec, graph)
+        # where each row's vector sits in the file (see stored_vectors): element i holds label labels[i]
+        self._element_of = (None if graph is None or np.array_equal(graph.labels, np.arange(spec.count, dtype=np.uint64))
+                            else np.argsort(graph.labels).astype(np.int64))
         del graph
         _return_free_memory()
         if self._index.get_current_count() != spec.count:
@@ -196,6 +204,18 @@ class ItemIndex:
     @property
     def count(self) -> int:
         return self._index.element_count
+
+    def stored_vectors(self) -> np.ndarray:
+        """(count, dim) float32: the vector the graph holds for each row, read from the checked file through a
+        read-only map, so only the pages of rows read become resident (a residual store's graph coordinates)."""
+        if self.spec.count == 0:
+            return np.zeros((0, self.spec.dim), np.float32)
+        with open(self._path, "rb") as f:
+            fields = _HEADER.unpack(f.read(_HEADER.size))
+        per_element, offset_data = fields[3], fields[5]
+        elements = np.memmap(self._path, np.uint8, mode="r", offset=_HEADER.size, shape=(self.spec.count, per_element))
+        vectors = elements[:, offset_data:offset_data + 4 * self.spec.dim].view(np.float32)
+        return vectors if self._element_of is None else np.ascontiguousarray(vectors[self._element_of])
 
     def search(self, query: np.ndarray, k: int, exclude: Optional[Collection[int]] = None, ef: Optional[int] = None,
                need: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:

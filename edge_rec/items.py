@@ -1,4 +1,5 @@
-"""The device's item table: int8 vectors with per-row scales, ids, popularity, and metadata read lazily.
+"""The device's item table: item vectors (int8 with per-row scales, see :mod:`edge_rec.vectors`), ids,
+popularity, and metadata read lazily.
 
 Row ``r`` of the table is label ``r`` of the HNSW index. Metadata (titles, genres) stays on disk until
 asked for: a JSON-lines file with one object per row, read through an offset table built on first use.
@@ -18,7 +19,7 @@ import numpy as np
 
 from .errors import IncompatibleBundleError, ItemIndexError
 from .item_ids import ItemIds
-from .quant import dequantize_rows
+from .vectors import GraphPart, ItemVectors
 
 TOMBSTONE = ""  # the id of a deleted row
 _DECODER = json.JSONDecoder()
@@ -55,14 +56,13 @@ class ItemTable:
     CACHE_ROWS = 4096
 
     def __init__(self, vectors: np.ndarray, scales: np.ndarray, ids: "Sequence[str] | ItemIds", popularity: np.ndarray,
-                 metadata_path: Optional[Path] = None) -> None:
-        if vectors.dtype != np.int8 or vectors.ndim != 2:
-            raise IncompatibleBundleError(f"item vectors must be a 2-d int8 array, got {vectors.dtype} {vectors.shape}")
-        if scales.shape != (len(vectors),) or len(ids) != len(vectors):
-            raise IncompatibleBundleError(f"item table: {len(vectors)} vectors, {scales.shape[0]} scales, {len(ids)} ids")
+                 metadata_path: Optional[Path] = None, graph: Optional[GraphPart] = None) -> None:
+        """``vectors``, ``scales``: the int8 table; ``graph``: the residual layout's other half (see :mod:`edge_rec.vectors`)."""
+        self.vectors = ItemVectors(vectors, scales, graph)
+        if len(ids) != len(vectors):
+            raise IncompatibleBundleError(f"item table: {len(vectors)} vectors, {len(ids)} ids")
         if popularity.size and (popularity.min() < 0 or popularity.max() >= len(vectors)):
             raise IncompatibleBundleError("popularity list refers to rows outside the item table")
-        self.vectors, self.scales = vectors, np.asarray(scales, np.float32)
         self.ids: ItemIds = ids if isinstance(ids, ItemIds) else ItemIds.from_list(ids)
         self.deleted = self.ids.tombstones()
         self.popularity = popularity.astype(np.int64)
@@ -77,12 +77,11 @@ class ItemTable:
 
     @property
     def dim(self) -> int:
-        return self.vectors.shape[1]
+        return self.vectors.dim
 
     def dequantized(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), dim) float32 vectors of the given rows."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return dequantize_rows(self.vectors[rows], self.scales[rows])
+        return self.vectors.rows(np.asarray(rows, dtype=np.int64))
 
     def rows(self, item_ids: Sequence[str], strict: bool = True) -> np.ndarray:
         """Rows of ``item_ids``; unknown ids raise ``KeyError`` (or are skipped with ``strict=False``)."""

@@ -15,11 +15,12 @@ from .errors import IncompatibleBundleError, ManifestError
 from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 7           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
+FORMAT_VERSION = 8           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
 #   5: search.facet_weight (genres and decades a query names; format 4 searches without);
 #   6: index.projection / index.rerank (the compact item store: the graph over a projection, an int8 re-rank);
-#   7: seen_items (the repeat-consumption protocol; older formats exclude seen items)
+#   7: seen_items (the repeat-consumption protocol; older formats exclude seen items);
+#   8: index.residual (the compact store keeps each vector once: graph coordinates + an int8 residual table)
 MANIFEST_NAME = "manifest.json"
 LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -124,6 +125,11 @@ class IndexSpec:
     # finds are re-ranked exactly with the int8 table. None: the graph holds the vectors themselves.
     projection: Optional[str] = None
     rerank: int = 0
+    # Format 8, the compact store with each vector stored once: the projection file is a (full dim, full
+    # dim) orthonormal basis whose first ``dim`` columns are the graph's directions; the graph holds each
+    # item's float32 coordinates along them, and the item table (int8, full dim - dim) its coordinates
+    # along the other columns. A vector is the sum of the two parts (see :mod:`edge_rec.vectors`).
+    residual: bool = False
 
     @classmethod
     def from_dict(cls, d, where="manifest.index"):
@@ -131,10 +137,13 @@ class IndexSpec:
                                                       ("M", int), ("ef_construction", int), ("ef_search", int))),
                 bool(typed_field(d, "built_on_device", bool, where, optional=True)),
                 typed_field(d, "projection", str, where, optional=True),
-                int(typed_field(d, "rerank", int, where, optional=True) or 0))
+                int(typed_field(d, "rerank", int, where, optional=True) or 0),
+                bool(typed_field(d, "residual", bool, where, optional=True)))
         if (s.projection is None) != (s.rerank == 0) or s.rerank < 0:
             raise ManifestError(f"{where}: a projection needs rerank >= 1 (the rows re-ranked exactly), and rerank needs "
                                 "a projection")
+        if s.residual and s.projection is None:
+            raise ManifestError(f"{where}: residual needs a projection (the basis the two parts of a vector are in)")
         if s.space not in ("ip", "cosine", "l2"):
             raise IncompatibleBundleError(f"{where}.space {s.space!r} is not one of ip, cosine, l2")
         if min(s.dim, s.M, s.ef_search) <= 0 or s.count < 0:
@@ -146,7 +155,7 @@ class IndexSpec:
 class ItemsSpec:
     """The item table: int8 vectors + per-row scales (rows = index labels), ids, metadata, popularity."""
 
-    vectors: str       # .npy int8 (count, dim)
+    vectors: str       # .npy int8 (count, dim); a residual index's table: (count, dim - index.dim)
     scales: str        # .npy float32 (count,)
     ids: str           # .json list of item ids, one per row
     metadata: str      # .jsonl, one object per row (title, year, genres, ...)
@@ -361,7 +370,7 @@ class Manifest(SignedDocument):
                 raise ManifestError(f"manifest.files lists {index.file!r}, which the device builds itself")
             if index.file in (MANIFEST_NAME, LOCAL_NAME) or "/" in index.file or index.file.startswith("."):
                 raise ManifestError(f"manifest index file {index.file!r} is not a plain file name")
-        if self.search and self.search.index.projection:
+        if self.search and (self.search.index.projection or self.search.index.residual):
             raise IncompatibleBundleError("the search index cannot be compact (a projection) in this format")
         if self.search and (self.search.index.count != self.items.count or self.search.index.file == self.index.file
                             or self.search.index.built_on_device != self.index.built_on_device):

@@ -23,6 +23,7 @@ from .query import QueryEncoder, normalize_query
 from .retrieval import Filter, RetrievalPolicy, Retriever, matcher
 from .signing import KeyLike
 from .titles import TitleIndex, TitleMatches, hybrid_rank
+from .vectors import GraphPart, ItemVectors
 
 if TYPE_CHECKING:
     from .golden import GoldenResult
@@ -46,14 +47,16 @@ class EdgeRecommender:
         self.history = history
         self.policy = policy or RetrievalPolicy()
         self._owned: List[Any] = []  # what close() closes besides the item table (a history store opened from a path)
-        self.items = ItemTable(bundle.map_array(m.items.vectors), bundle.map_array(m.items.scales),
-                               ItemIds.from_json(bundle.read_bytes(m.items.ids)), bundle.load_array(m.items.popularity),
-                               bundle.verify_file(m.items.metadata))
         edgetpu = bundle.read_bytes(m.model.edgetpu_file) if m.model.edgetpu_file else None
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
         projection = load_projection(bundle.verify_file(m.index.projection), m.index, m.items.dim) if m.index.projection else None
-        self.index = ItemIndex(bundle.verify_file(m.index.file), m.index, projection)
-        self.retriever = Retriever(self.index, self.items.vectors, self.items.scales, self.items, self.policy)
+        self.index = ItemIndex(bundle.verify_file(m.index.file), m.index,
+                               np.ascontiguousarray(projection[:, :m.index.dim]) if projection is not None else None)
+        graph = GraphPart(projection, self.index.stored_vectors()) if m.index.residual else None
+        self.items = ItemTable(bundle.map_array(m.items.vectors), bundle.map_array(m.items.scales),
+                               ItemIds.from_json(bundle.read_bytes(m.items.ids)), bundle.load_array(m.items.popularity),
+                               bundle.verify_file(m.items.metadata), graph)
+        self.retriever = Retriever(self.index, self.items.vectors, self.items, self.policy)
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
         self._titles: Optional[TitleIndex] = None
@@ -69,8 +72,7 @@ class EdgeRecommender:
             self.query_encoder = QueryEncoder(bundle.read_bytes(s.tokenizer), bundle.read_bytes(s.encoder.file), s,
                                               num_threads, backend)
             search_index = ItemIndex(bundle.verify_file(s.index.file), s.index)
-            self.search_retriever = Retriever(search_index, vectors, np.asarray(scales, np.float32), self.items,
-                                              self.policy)
+            self.search_retriever = Retriever(search_index, ItemVectors(vectors, scales), self.items, self.policy)
 
     @classmethod
     def open(cls, bundle_dir: Union[str, Path], public_key: Union[KeyLike, Iterable[KeyLike]],

@@ -11,7 +11,7 @@ import numpy as np
 from .errors import ItemIndexError
 from .index import ItemIndex
 from .items import ItemTable
-from .quant import dequantize_rows
+from .vectors import ItemVectors
 
 Filter = Union[Callable[[Dict[str, Any]], bool], Mapping[str, Any], None]
 Match = Optional[Callable[[Dict[str, Any]], bool]]
@@ -51,21 +51,19 @@ def matcher(filter: Filter) -> Match:
 
 
 class Retriever:
-    """Top-k (rows, scores) in one space: an hnswlib index and the int8 table (one scale per row) it was
-    built from; scores are inner products with the table's vectors."""
+    """Top-k (rows, scores) in one space: an hnswlib index and the item vectors it was built from (an int8
+    table, or the residual layout's two parts); scores are inner products with those vectors."""
 
-    def __init__(self, index: ItemIndex, table: np.ndarray, scales: np.ndarray, items: ItemTable,
-                 policy: RetrievalPolicy) -> None:
-        self.index, self.table, self.scales, self.items, self.policy = index, table, scales, items, policy
+    def __init__(self, index: ItemIndex, vectors: ItemVectors, items: ItemTable, policy: RetrievalPolicy) -> None:
+        self.index, self.store, self.items, self.policy = index, vectors, items, policy
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), dim) float32 vectors of the given rows."""
-        return dequantize_rows(self.table[rows], self.scales[rows])
+        return self.store.rows(rows)
 
     def scores(self, rows: Union[np.ndarray, slice], q: np.ndarray) -> np.ndarray:
-        """Inner products of ``q`` with the rows' vectors (``slice(None)``: every row), each row's scale
-        applied to its product (one multiply per row instead of one per value)."""
-        return (self.table[rows].astype(np.float32) @ q) * self.scales[rows]
+        """Inner products of ``q`` with the rows' vectors (``slice(None)``: every row)."""
+        return self.store.scores(rows, q)
 
     def top(self, q: np.ndarray, k: int, exclude: Collection[int], match: Match = None, rerank_scale: int = 1
             ) -> Tuple[np.ndarray, np.ndarray]:
@@ -84,20 +82,26 @@ class Retriever:
                 cand, dist = self.index.search(q, fetch, exclude, need=k if match is None else None)
             except ItemIndexError:
                 return self.scored(self._exact(q, k, exclude, match), q)
+            # hnswlib's ip distance is 1 - dot with the vectors the graph holds: the whole score of a plain
+            # graph, the graph part of a residual store's
+            along_graph = (1.0 - dist) if self.index.spec.space == "ip" else None
             if match is None:
-                if self.index.spec.space == "ip" and not rerank:  # hnswlib's ip distance is 1 - dot, same vectors
-                    return cand, (1.0 - dist).astype(np.float32)
-                rows, scores = self.scored(cand, q)
+                if along_graph is not None and not rerank:
+                    return cand, along_graph.astype(np.float32)
+                rows, scores = self.scored(cand, q, along_graph if self.store.graph is not None else None)
                 return rows[:k], scores[:k]
-            kept = np.asarray([r for r in cand if match(self.items.metadata(int(r)))], dtype=np.int64)
-            if len(kept) >= k or len(cand) < fetch:
-                rows, scores = self.scored(kept, q)
+            keep = np.asarray([match(self.items.metadata(int(r))) for r in cand], dtype=bool)
+            if keep.sum() >= k or len(cand) < fetch:
+                graph_part = along_graph[keep] if along_graph is not None and self.store.graph is not None else None
+                rows, scores = self.scored(cand[keep], q, graph_part)
                 return rows[:k], scores[:k]
             want *= p.widen
 
-    def scored(self, cand: np.ndarray, q: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Candidates ordered by their exact score (inner product with the int8 table's vectors)."""
-        scores = self.scores(cand, q)
+    def scored(self, cand: np.ndarray, q: np.ndarray, along_graph: Optional[np.ndarray] = None
+               ) -> Tuple[np.ndarray, np.ndarray]:
+        """Candidates ordered by their exact score (inner product with the stored vectors); ``along_graph``:
+        a residual store's graph-coordinate products of the candidates, when the search gave them."""
+        scores = self.store.scores(cand, q, along_graph)
         order = np.argsort(-scores, kind="stable")
         return cand[order], scores[order].astype(np.float32)
 

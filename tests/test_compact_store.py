@@ -1,6 +1,7 @@
-"""The compact item store (bundle format 6): the graph over a projection of the item vectors, the int8
-table re-ranking its candidates. How the converter chooses it, that it answers like the plain graph on a
-real bundle, that delta syncs grow it, and that a bad projection file is refused before any search."""
+"""The compact item store (bundle format 6; format 8 stores each vector once): the graph over a projection
+of the item vectors, the exact vectors re-ranking its candidates. How the converter chooses it, that it
+answers like the plain graph on a real bundle, that format 7 compact bundles still open, and that a bad
+projection file is refused before any search."""
 import json
 import shutil
 
@@ -10,9 +11,12 @@ from test_runtime import OPEN, resign, run_isolated
 
 from converter import index as tuner
 from converter.index import build_hnsw, exact_topk, excluded_recall, query_aware_projection, reranked_recall, tune_index
+from edge_rec.bundle import sha256_file
 from edge_rec.errors import ManifestError
-from edge_rec.manifest import MANIFEST_NAME, IndexSpec, Manifest
+from edge_rec.manifest import MANIFEST_NAME, FileEntry, IndexSpec, Manifest
+from edge_rec.quant import quantize_rows
 from edge_rec.recommender import EdgeRecommender
+from edge_rec.vectors import GraphPart, ItemVectors, complete_basis, split_rows
 
 
 def low_rank(n=4000, d=64, rank=10, seed=0):
@@ -109,6 +113,29 @@ def test_the_manifest_needs_projection_and_rerank_together():
     for bad in ({"projection": "p.npy"}, {"rerank": 80}, {"projection": "p.npy", "rerank": -1}):
         with pytest.raises(ManifestError, match="rerank"):
             IndexSpec.from_dict(base | bad)
+    with pytest.raises(ManifestError, match="residual needs a projection"):
+        IndexSpec.from_dict(base | {"residual": True})
+
+
+def test_a_vector_is_the_sum_of_its_graph_coordinates_and_its_int8_rest():
+    rng = np.random.default_rng(0)
+    v = low_rank(500)
+    basis = complete_basis(query_aware_projection(v, low_rank(300, seed=1), 16))
+    assert np.allclose(basis.T @ basis, np.eye(64), atol=1e-5) and basis.dtype == np.float32
+    coords, rest, scales = split_rows(v, basis, 16)
+    assert coords.shape == (500, 16) and rest.shape == (500, 48) and rest.dtype == np.int8
+    store = ItemVectors(rest, scales, GraphPart(basis, coords))
+    rows = rng.integers(0, 500, 40)
+    peak = np.abs(v[rows] @ basis[:, 16:]).max(axis=1, keepdims=True)
+    assert np.abs(store.rows(rows) - v[rows]).max(axis=1, keepdims=True).max() <= (peak / 127).max()  # half a step, rotated
+    q = rng.normal(size=64).astype(np.float32)
+    exact = store.rows(rows) @ q
+    assert np.allclose(store.scores(rows, q), exact, atol=1e-4)
+    assert np.allclose(store.scores(rows, q, coords[rows] @ (q @ basis[:, :16])), exact, atol=1e-4)
+    assert np.allclose(store.scores(slice(None), q)[rows], exact, atol=1e-4)
+    # a row's bytes do not depend on the rows split with it (a delta splits only its upserts)
+    one = split_rows(v[rows[:1]], basis, 16)
+    assert np.array_equal(one[0], coords[rows[:1]]) and np.array_equal(one[1], rest[rows[:1]])
 
 
 def _plain_copy(converted, tmp_path):
@@ -157,7 +184,42 @@ def test_the_converted_bundle_is_compact_and_answers_like_the_plain_graph(conver
             assert lean.tolist() == wide[:len(lean)].tolist() or len(set(lean.tolist()) & set(wide.tolist())) >= 0.9 * len(lean)
 
 
-@pytest.mark.parametrize("damage", ["shape", "nan", "not npy"])
+def test_the_converted_compact_store_keeps_each_vector_once(converted):
+    m = Manifest.from_bytes((converted["bundle"] / MANIFEST_NAME).read_bytes())
+    assert m.format_version == 8 and m.index.residual
+    with EdgeRecommender.open(converted["bundle"], converted["pub"]) as rec:
+        assert rec.items.vectors.table.shape == (m.items.count, m.items.dim - m.index.dim)
+        assert rec.items.vectors.graph.basis.shape == (m.items.dim, m.items.dim)
+    header = 128  # the .npy header
+    assert m.files[m.items.vectors].size == m.items.count * (m.items.dim - m.index.dim) + header
+
+
+def test_a_format_7_compact_bundle_still_opens_and_answers_alike(converted, tmp_path):
+    """Format 6 and 7 compact bundles hold every vector in full in the table and the graph's directions
+    alone in the projection file: rewritten that way from the format 8 bundle, it answers the same."""
+    old = tmp_path / "old"
+    shutil.copytree(converted["bundle"], old)
+    m = Manifest.from_bytes((old / MANIFEST_NAME).read_bytes())
+    histories = [[converted["data"].items[i].id for i in h] for h in converted["split"].test.histories[:60]]
+    with EdgeRecommender.open(converted["bundle"], converted["pub"]) as new:
+        table, scales = quantize_rows(new.items.dequantized(np.arange(len(new.items))))
+        basis = new.items.vectors.graph.basis
+        want = [[r.item_id for r in new.recommend(10, h)] for h in histories]
+    np.save(old / m.items.vectors, table)
+    np.save(old / m.items.scales, scales)
+    np.save(old / m.index.projection, basis[:, :m.index.dim])
+    m.format_version, m.index.residual = 7, False
+    for name in (m.items.vectors, m.items.scales, m.index.projection):
+        m.files[name] = FileEntry(*sha256_file(old / name))
+    (old / MANIFEST_NAME).write_bytes(m.to_json())
+    resign(old, converted["key"])
+    with EdgeRecommender.open(old, converted["pub"]) as rec:
+        assert rec.items.vectors.graph is None and rec.items.vectors.table.shape[1] == m.items.dim
+        got = [[r.item_id for r in rec.recommend(10, h)] for h in histories]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(want, got)]) >= 0.97
+
+
+@pytest.mark.parametrize("damage", ["shape", "nan", "not npy", "not orthonormal"])
 def test_a_bad_projection_signed_anyway_is_refused_when_opening(converted, tmp_path, damage):
     b = tmp_path / "b"
     shutil.copytree(converted["bundle"], b)
@@ -169,6 +231,8 @@ def test_a_bad_projection_signed_anyway_is_refused_when_opening(converted, tmp_p
     elif damage == "nan":
         p[0, 0] = np.nan
         np.save(path, p)
+    elif damage == "not orthonormal":
+        np.save(path, p * np.float32(1.5))
     else:
         path.write_bytes(json.dumps(p.tolist()).encode())
     resign(b, converted["key"], m.index.projection)
