@@ -108,7 +108,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"index: {m.index.file} hnswlib {m.index.space}, dim {m.index.dim}, {m.index.count} items, M {m.index.M}, "
           f"ef_construction {m.index.ef_construction}, ef_search {m.index.ef_search}"
           + (f"; compact: the graph over a {m.items.dim}->{m.index.dim} projection ({m.index.projection}), "
-             f"{m.index.rerank} candidates re-ranked with the int8 table" if m.index.projection else ""))
+             f"{m.index.rerank} candidates re-ranked exactly"
+             + (f"; each vector stored once (graph coordinates + {m.items.dim - m.index.dim} int8 residual coordinates)"
+                if m.index.residual else "") if m.index.projection else ""))
     if m.search is None:
         print("search: none (this bundle has no query encoder)")
     else:

@@ -1,4 +1,4 @@
-"""The one retrieval policy: top-k from a vector space (an hnswlib index and the int8 table it was built
+"""The one retrieval policy: top-k from a vector space (an hnswlib index and the item vectors it was built
 from), seen items excluded inside the search, metadata filters by widening the search, exact search
 when a request covers much of the catalog. recommend, similar_items and search all go through here."""
 from __future__ import annotations
