@@ -88,19 +88,18 @@ class Retriever:
             if match is None:
                 if along_graph is not None and not rerank:
                     return cand, along_graph.astype(np.float32)
-                rows, scores = self.scored(cand, q, along_graph if self.store.graph is not None else None)
+                rows, scores = self.scored(cand, q, along_graph)
                 return rows[:k], scores[:k]
             keep = np.asarray([match(self.items.metadata(int(r))) for r in cand], dtype=bool)
             if keep.sum() >= k or len(cand) < fetch:
-                graph_part = along_graph[keep] if along_graph is not None and self.store.graph is not None else None
-                rows, scores = self.scored(cand[keep], q, graph_part)
+                rows, scores = self.scored(cand[keep], q, along_graph[keep] if along_graph is not None else None)
                 return rows[:k], scores[:k]
             want *= p.widen
 
     def scored(self, cand: np.ndarray, q: np.ndarray, along_graph: Optional[np.ndarray] = None
                ) -> Tuple[np.ndarray, np.ndarray]:
         """Candidates ordered by their exact score (inner product with the stored vectors); ``along_graph``:
-        a residual store's graph-coordinate products of the candidates, when the search gave them."""
+        the candidates' inner products with what the graph holds, when the search gave them."""
         scores = self.store.scores(cand, q, along_graph)
         order = np.argsort(-scores, kind="stable")
         return cand[order], scores[order].astype(np.float32)

@@ -89,8 +89,9 @@ class ItemVectors:
 
     def scores(self, rows: Rows, q: np.ndarray, along_graph: Optional[np.ndarray] = None) -> np.ndarray:
         """Inner products of ``q`` with the rows' vectors (``slice(None)``: every row), each row's scale applied
-        to its product. ``along_graph``: the rows' graph-coordinate products when known (hnswlib's inner-product
-        distances give them), which spares reading the graph's coordinates."""
+        to its product. ``along_graph``: the rows' products with what the graph holds, when known (hnswlib's
+        inner-product distances give them): the residual layout then reads no graph coordinates; a table
+        of whole vectors does not need them."""
         q = np.asarray(q, np.float32)
         if self.graph is None:
             return (self.table[rows].astype(np.float32) @ q) * self.scales[rows]
