@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import ConverterError
 
-EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)  # the wide end: 1M-item catalogs
+EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)  # the wide end: 1M-item catalogs
 M_GRID = (8, 12, 16, 24, 32)
 COMPACT_DIMS = (16, 24, 32)     # projected dimensions tried for the compact store (below the item dimension)
 COMPACT_M = 8
