@@ -86,17 +86,20 @@ def hnswlib_query(index, k: int) -> Callable[[np.ndarray, int], np.ndarray]:
 
 def shipped_store(rec, bundle: Path) -> "tuple[float, Callable[[np.ndarray, int], np.ndarray], str]":
     """The bundle's item store: bytes per item of its files, a query at a width (the runtime's own path:
-    ItemIndex.search for max(k, rerank) candidates at ef = width, re-scored by the Retriever), a note."""
+    ItemIndex.search for max(k, rerank) candidates at ef = width, re-scored by the Retriever with the
+    search's inner products, as Retriever.top does), a note."""
     m = rec.bundle.manifest
     names = [m.index.file, m.items.vectors, m.items.scales] + ([m.index.projection] if m.index.projection else [])
     size = sum((bundle / name).stat().st_size for name in names) / len(rec.items)
     fetch = max(K, m.index.rerank)
 
     def query(q: np.ndarray, width: int) -> np.ndarray:
-        cand, _ = rec.index.search(q, fetch, ef=width)
-        return rec.retriever.scored(cand, q)[0][:K] if m.index.rerank else cand
+        cand, dist = rec.index.search(q, fetch, ef=width)
+        return rec.retriever.scored(cand, q, 1.0 - dist)[0][:K] if m.index.rerank else cand
     form = (f"compact: hnswlib M {m.index.M} over {m.index.dim} query-aware directions, {m.index.rerank} candidates "
-            "re-ranked with the int8 table" if m.index.projection else f"hnswlib M {m.index.M} + the int8 table")
+            "re-ranked exactly" + (" (each vector stored once: graph coordinates + int8 residual)" if m.index.residual
+                                   else " with the int8 table")
+            if m.index.projection else f"hnswlib M {m.index.M} + the int8 table")
     return size, query, form
 
 

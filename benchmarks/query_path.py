@@ -78,9 +78,9 @@ def measure(bundle: Path, pub: Path, histories: List[List[str]]) -> dict:
         def floor(i: int) -> None:  # the model and the store: with the compact store, its projection and re-rank too
             q = rec.model.query(vectors[i])
             raw.set_ef(max(ef, fetch))
-            labels, _ = raw.knn_query((q if projection is None else q @ projection).reshape(1, -1), k=fetch)
-            if projection is not None:
-                rec.items.dequantized(labels[0].astype(np.int64)) @ q
+            labels, dist = raw.knn_query((q if projection is None else q @ projection).reshape(1, -1), k=fetch)
+            if projection is not None:  # the exact re-rank (a residual store's graph part is the search's products)
+                rec.items.vectors.scores(labels[0].astype(np.int64), q, 1.0 - dist[0])
 
         def full(i: int) -> None:
             rec.history = stores[i]
