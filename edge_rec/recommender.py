@@ -49,13 +49,13 @@ class EdgeRecommender:
         self._owned: List[Any] = []  # what close() closes besides the item table (a history store opened from a path)
         edgetpu = bundle.read_bytes(m.model.edgetpu_file) if m.model.edgetpu_file else None
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
+        ids = ItemIds.from_json(bundle.read_bytes(m.items.ids))  # before the index, which hands back the heap's free pages
         projection = load_projection(bundle.verify_file(m.index.projection), m.index, m.items.dim) if m.index.projection else None
         self.index = ItemIndex(bundle.verify_file(m.index.file), m.index,
                                np.ascontiguousarray(projection[:, :m.index.dim]) if projection is not None else None)
         graph = GraphPart(projection, self.index.stored_vectors()) if m.index.residual else None
-        self.items = ItemTable(bundle.map_array(m.items.vectors), bundle.map_array(m.items.scales),
-                               ItemIds.from_json(bundle.read_bytes(m.items.ids)), bundle.load_array(m.items.popularity),
-                               bundle.verify_file(m.items.metadata), graph)
+        self.items = ItemTable(bundle.map_array(m.items.vectors), bundle.map_array(m.items.scales), ids,
+                               bundle.load_array(m.items.popularity), bundle.verify_file(m.items.metadata), graph)
         self.retriever = Retriever(self.index, self.items.vectors, self.items, self.policy)
         self.query_encoder: Optional[QueryEncoder] = None
         self.search_retriever: Optional[Retriever] = None
