@@ -79,10 +79,11 @@ CASES = {  # name -> call(rec, i, history)
 
 
 def _bars(ax, labels, values, fmt: str, color: str) -> None:
-    """Bars, each labelled with its value above it."""
+    """Bars, each labelled with its value inside its top (clear of the target lines drawn across the bars)."""
     ax.bar(labels, values, color=color)
     for i, v in enumerate(values):
-        ax.annotate(fmt.format(v), (i, v), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=9)
+        ax.annotate(fmt.format(v), (i, v), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=9,
+                    color="white", fontweight="bold")
 
 
 def plot(r: dict, path: Path) -> None:
