@@ -192,6 +192,7 @@ class ItemIndex:
         self.spec, self.projection, self._path = spec, projection, path
         self._index = _load(path, spec, graph)
         # where each row's vector sits in the file (see stored_vectors): element i holds label labels[i]
+        self._layout = (graph.header["size_data_per_element"], graph.header["offset_data"]) if graph is not None else None
         self._element_of = (None if graph is None or np.array_equal(graph.labels, np.arange(spec.count, dtype=np.uint64))
                             else np.argsort(graph.labels).astype(np.int64))
         del graph
@@ -208,11 +209,9 @@ class ItemIndex:
     def stored_vectors(self) -> np.ndarray:
         """(count, dim) float32: the vector the graph holds for each row, read from the checked file through a
         read-only map, so only the pages of rows read become resident (a residual store's graph coordinates)."""
-        if self.spec.count == 0:
+        if self._layout is None:  # an empty index
             return np.zeros((0, self.spec.dim), np.float32)
-        with open(self._path, "rb") as f:
-            fields = _HEADER.unpack(f.read(_HEADER.size))
-        per_element, offset_data = fields[3], fields[5]
+        per_element, offset_data = self._layout
         elements = np.memmap(self._path, np.uint8, mode="r", offset=_HEADER.size, shape=(self.spec.count, per_element))
         vectors = elements[:, offset_data:offset_data + 4 * self.spec.dim].view(np.float32)
         return vectors if self._element_of is None else np.ascontiguousarray(vectors[self._element_of])
