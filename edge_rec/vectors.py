@@ -30,7 +30,7 @@ class GraphPart:
 def complete_basis(projection: np.ndarray) -> np.ndarray:
     """(d, d) float32 orthonormal basis: ``projection``'s (d, p) orthonormal columns, then the directions
     orthogonal to them (a QR completion, the same on every run)."""
-    d, p = projection.shape
+    p = projection.shape[1]
     full, _ = np.linalg.qr(np.asarray(projection, np.float64), mode="complete")
     return np.hstack([np.asarray(projection, np.float64), full[:, p:]]).astype(np.float32)
 
@@ -71,6 +71,9 @@ class ItemVectors:
                 raise IncompatibleBundleError(f"residual item table {table.shape} does not fit the graph's {n} items of "
                                               f"{p} coordinates and the basis {graph.basis.shape}")
         self.table, self.scales, self.graph = table, np.asarray(scales, np.float32), graph
+        if graph is not None:  # the basis's two sets of columns, sliced once: every request multiplies by them
+            p = graph.coords.shape[1]
+            self._graph_dirs, self._rest_dirs = np.ascontiguousarray(graph.basis[:, :p]), np.ascontiguousarray(graph.basis[:, p:])
 
     def __len__(self) -> int:
         return len(self.table)
@@ -84,8 +87,7 @@ class ItemVectors:
         rest = dequantize_rows(self.table[rows], self.scales[rows])
         if self.graph is None:
             return rest
-        p = self.graph.coords.shape[1]
-        return self.graph.coords[rows] @ self.graph.basis[:, :p].T + rest @ self.graph.basis[:, p:].T
+        return self.graph.coords[rows] @ self._graph_dirs.T + rest @ self._rest_dirs.T
 
     def scores(self, rows: Rows, q: np.ndarray, along_graph: Optional[np.ndarray] = None) -> np.ndarray:
         """Inner products of ``q`` with the rows' vectors (``slice(None)``: every row), each row's scale applied
@@ -93,10 +95,9 @@ class ItemVectors:
         inner-product distances give them): the residual layout then reads no graph coordinates; a table
         of whole vectors does not need them."""
         q = np.asarray(q, np.float32)
+        rest = (self.table[rows].astype(np.float32) @ (q if self.graph is None else q @ self._rest_dirs)) * self.scales[rows]
         if self.graph is None:
-            return (self.table[rows].astype(np.float32) @ q) * self.scales[rows]
-        p = self.graph.coords.shape[1]
-        rest = (self.table[rows].astype(np.float32) @ (q @ self.graph.basis[:, p:])) * self.scales[rows]
+            return rest
         if along_graph is None:
-            along_graph = self.graph.coords[rows] @ (q @ self.graph.basis[:, :p])
+            along_graph = self.graph.coords[rows] @ (q @ self._graph_dirs)
         return (along_graph + rest).astype(np.float32, copy=False)
