@@ -12,7 +12,9 @@ density a better-linked graph of the same bytes gains 0.018 recall@10 at search 
 of sample, 32 directions: 0.939 -> 0.957, 320 re-ranked); the build takes 8.5 minutes here instead of 3.5. It is
 grown without the search part (--no-search is implied): a search index is a float32 hnswlib graph
 (no compact store yet), which at this size alone would not fit the memory floor. Timed queries are other
-real ML-1M users' histories read from SQLite on the device, one thread. Writes results/million.json and .png.
+real ML-1M users' histories read from SQLite on the device, one thread. ``--insert-widths`` also publishes the
+1% delta at several insertion widths (the construction width devices add its items at) and measures each one's
+apply time and recall. Writes results/million.json and .png.
 
     python benchmarks/million.py --bundle artifacts/ml-1m/bundle --key artifacts/keys/edge-rec.key --grown /tmp/g1m
 """
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +36,35 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 MEMORY_SNIPPET = """
-import json, sys
+import json, os, sys
 from edge_rec.recommender import EdgeRecommender
+from edge_rec.model import load_backend
 
 def rss(field="VmRSS"):  # VmHWM: the peak (ru_maxrss would carry the forking parent's over exec)
     fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
     return int(fields[field].split()[0]) / 1024
 
+def bundle_files(bundle):  # resident MB of each of the bundle's mapped files (/proc/self/smaps)
+    out, name = {}, None
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if head and "-" in head[0] and ":" not in head[0]:
+            name = head[5] if len(head) > 5 and os.path.dirname(head[5]) == bundle else None
+        elif name and line.startswith("Rss:"):
+            out[os.path.basename(name)] = out.get(os.path.basename(name), 0) + int(head[1]) / 1024
+    return out
+
+load_backend()
+runtime = {"rss_mb": rss(), "anonymous_mb": rss("RssAnon")}
 rec = EdgeRecommender.open(sys.argv[1], sys.argv[2], num_threads=1)
-opened = rss()
+opened = {"rss_mb": rss(), "anonymous_mb": rss("RssAnon"), "file_backed_mb": rss("RssFile")}
 for h in json.load(open(sys.argv[3])):
     rec.recommend(k=10, history=h)
     rec.recommend(k=10, history=h, filter={"genres": "Comedy"})
     rec.similar_items(h[-1], k=10)
-print(json.dumps({"after_open_mb": opened, "after_serving_mb": rss(), "peak_mb": rss("VmHWM"),
-                  "anonymous_mb": rss("RssAnon"), "file_backed_mb": rss("RssFile")}))
+print(json.dumps({"after_open_mb": opened["rss_mb"], "after_serving_mb": rss(), "peak_mb": rss("VmHWM"),
+                  "anonymous_mb": rss("RssAnon"), "file_backed_mb": rss("RssFile"), "runtime_only": runtime,
+                  "after_open": opened, "bundle_files_after_serving_mb": bundle_files(os.path.abspath(sys.argv[1]))}))
 """
 
 
@@ -68,6 +86,60 @@ def store_bytes(bundle: Path) -> dict:
     total = sum(f.stat().st_size for f in bundle.iterdir() if f.is_file())
     return {"item_store_bytes_per_item": sum(size.values()) / m.items.count, "files": size,
             "snapshot_mb": total / 1e6, "items": m.items.count}
+
+
+def insert_widths(grown: Path, key: Path, widths, histories, runs: int, tmp: Path) -> dict:
+    """The same 1% delta published at each insertion width (``publish_changes(insert_width=...)``): the device's
+    apply time (median of ``runs``) and recall@10 of the grown version against exact search, for real users'
+    queries and for 500 of the delta's own items' vectors (where a narrow insertion would show first)."""
+    from synthetic import catalog_change
+
+    from converter.publish import publish_bundle, publish_changes
+    from edge_rec.bundle import Bundle
+    from edge_rec.delta import apply_delta, read_delta
+    from edge_rec.manifest import Manifest
+    from edge_rec.recommender import EdgeRecommender
+    from edge_rec.snapshot import unpack_snapshot
+    pub = key.with_suffix(".pub")
+    first = publish_bundle(tmp / "widths", grown, key, name="bench")
+    base_dir = tmp / "widths-v1"
+    base_dir.mkdir()
+    unpack_snapshot(tmp / "widths" / first.snapshot.file, base_dir)
+    with EdgeRecommender.open(base_dir, pub) as rec:
+        changes = catalog_change(rec, 0.01)
+    out = {}
+    for width in widths:
+        channel = tmp / f"widths-{width}"
+        shutil.copytree(tmp / "widths", channel)
+        delta_file = channel / publish_changes(channel, changes, key, insert_width=width).deltas[-1].file
+        base, target = Bundle.open(base_dir, pub), Manifest.from_bytes(read_delta(delta_file).manifest)
+        times = []
+        for _ in range(runs):
+            stage = tmp / f"widths-stage-{width}"
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir()
+            t = time.perf_counter()
+            apply_delta(base, read_delta(delta_file), stage, target)
+            times.append(time.perf_counter() - t)
+        with EdgeRecommender(Bundle.open(stage, pub)) as rec:
+            delta_rows = np.random.default_rng(0).choice(rec.items.rows(changes.upsert_ids), 500, replace=False)
+            queries = {"users": [rec.query_vector(rec.items.rows(h, strict=False)[-rec.history_len:]) for h in histories],
+                       "delta items": list(rec.retriever.vectors(delta_rows))}
+            recall = {}
+            for name, qs in queries.items():
+                hits = []
+                for q in qs:
+                    exact = rec.retriever.scores(slice(None), q)
+                    exact[rec.items.deleted] = -np.inf
+                    found, _ = rec.retriever.top(q, 10, np.zeros(0, np.int64))
+                    hits.append(len(set(np.argsort(-exact)[:10].tolist()) & set(found.tolist())) / 10)
+                recall[name] = float(np.mean(hits))
+        shutil.rmtree(stage)
+        shutil.rmtree(channel)
+        out[str(width)] = {"apply_s": {"median": float(np.median(times)), "runs": times}, "recall_at_10": recall}
+        print(f"insertion width {width}: apply median {np.median(times):.2f} s, recall@10 users {recall['users']:.4f}, "
+              f"delta items {recall['delta items']:.4f}", flush=True)
+    return out
 
 
 TUNE = {"Ms": (), "compact_dims": (32,), "margin": 0.01, "ef_construction": 500}  # see the module docstring
@@ -140,6 +212,8 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--open-runs", type=int, default=5)
     p.add_argument("--delta-runs", type=int, default=3)
+    p.add_argument("--insert-widths", default="",
+                   help="comma-separated delta insertion widths to compare (apply time, recall), e.g. 500,200,100")
     p.add_argument("--out", default=str(HERE / "results" / "million.json"))
     args = p.parse_args()
     from delta_sync import delta_cost
@@ -173,6 +247,9 @@ def main() -> int:
         d = r["delta"]
         print(f"1% delta {d['delta_bytes'] / 1e6:.1f} MB = {100 * d['ratio']:.2f}% of the snapshot; apply median "
               f"{d['apply_s']['median']:.2f} s; whole sync {d['sync_s']:.2f} s", flush=True)
+        if args.insert_widths:
+            r["insert_widths"] = insert_widths(grown, key, [int(w) for w in args.insert_widths.split(",")],
+                                               timed, args.delta_runs, Path(tmp))
     r["floors"] = {"item_store_bytes_per_item": 260, "open_s": 1.0, "rss_mb": 400, "recommend_ratio": 2.0,
                    "delta_share": 0.02, "delta_apply_s": 5.0}
     out = Path(args.out)

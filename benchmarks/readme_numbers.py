@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,7 +30,8 @@ def load(name: str) -> Dict[str, Any]:
 
 def source(record: Dict[str, Any], files: str) -> str:
     m = record.get("machine", {})
-    commit = str(m.get("commit", "?"))[:12]
+    full = str(m.get("commit", "?"))
+    commit = full[:12] + (" with uncommitted changes" if full.endswith("+changes") else "")
     return (f"<sub>From `{files}`: commit {commit}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores), "
             f"{m.get('interpreter', '?')}, measured {m.get('measured', '?')}.</sub>")
 
@@ -285,8 +286,8 @@ def _rss_split(mem: dict) -> str:
     return f"; anonymous {mem['anonymous_mb']:.0f}, file-backed {mem['file_backed_mb']:.0f}"
 
 
-def million() -> str:
-    r = load("million.json")
+def million(name: str = "million.json") -> str:
+    r = load(name)
     lat, mem, d, st = r["latency"], r["memory"], r["delta"], r["store"]
     f = r["floors"]
     rows = ["| at {:,} items (one thread) | measured | floor |".format(r["items"]), "| --- | ---: | ---: |",
@@ -307,8 +308,33 @@ def million() -> str:
             f"{100 * d['ratio']:.2f}% of the {d['snapshot_bytes'] / 1e6:.0f} MB snapshot | {100 * f['delta_share']:g}% |",
             f"| applying it (median) / a whole sync over loopback | {d['apply_s']['median']:.2f} s / {d['sync_s']:.2f} s | "
             f"{f['delta_apply_s']:g} s |"]
-    return "\n".join(rows + ["", source(r, "million.json") + f" <sub>Grown bundle manifest sha256 "
-                                   f"{r['machine']['bundle_manifest_sha256'][:12]}; {r['how']}.</sub>"])
+    return "\n".join(rows + _insert_widths(r) + _memory_parts(mem) + [
+        "", source(r, name) + f" <sub>Grown bundle manifest sha256 {r['machine']['bundle_manifest_sha256'][:12]}; "
+        f"{r['how']}.</sub>"])
+
+
+def _insert_widths(r: dict) -> List[str]:
+    """The same delta published at several insertion widths (million.py --insert-widths)."""
+    if "insert_widths" not in r:
+        return []
+    rows = ["", "| delta insertion width | apply (median) | recall@10, real users' queries | recall@10, the delta's own "
+            "items' vectors |", "| ---: | ---: | ---: | ---: |"]
+    for width, w in r["insert_widths"].items():
+        rows.append(f"| {width} | {w['apply_s']['median']:.2f} s | {w['recall_at_10']['users']:.4f} | "
+                    f"{w['recall_at_10']['delta items']:.4f} |")
+    return rows
+
+
+def _memory_parts(mem: dict) -> List[str]:
+    """Where the resident memory goes (results that record it)."""
+    if "runtime_only" not in mem:
+        return []
+    files = mem["bundle_files_after_serving_mb"]
+    table = ", ".join(f"{name} {mb:.1f}" for name, mb in sorted(files.items(), key=lambda kv: -kv[1]))
+    return ["", f"Resident memory, in parts: the runtime alone (Python, numpy, hnswlib, the interpreter, before opening) "
+                f"{mem['runtime_only']['rss_mb']:.0f} MB ({mem['runtime_only']['anonymous_mb']:.0f} anonymous); after "
+                f"opening {mem['after_open']['anonymous_mb']:.0f} MB anonymous and {mem['after_open']['file_backed_mb']:.0f} "
+                f"file-backed; after serving, the bundle's mapped files resident (MB): {table}."]
 
 
 def cold_start() -> str:
@@ -363,7 +389,8 @@ RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "sea
                                         "search-alone": search_alone, "query-path": query_path,
                                         "index-peers": index_peers, "index-peers-1m": lambda: index_peers("index_peers_1m.json"),
                                         "distributed": distributed,
-                                        "million": million, "cold-start": cold_start,
+                                        "million": million, "million-quick": lambda: million("million_quick.json"),
+                                        "cold-start": cold_start,
                                         "teacher-ablation": teacher_ablation}
 
 

@@ -342,7 +342,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         from .search.model import SearchModel
         search_model = SearchModel.load(args.search_model or Path(args.teacher).parent / "search")
     changes = changes_from_catalog(change_set, teacher, encoder, manifest, search_model)
-    m = publish_changes(store, changes, args.key, args.expires_days)
+    m = publish_changes(store, changes, args.key, args.expires_days, insert_width=args.insert_width)
     d = m.deltas[-1]
     print(f"channel {m.channel}: version {m.version}: {len(changes.upsert_ids)} upserted, {len(changes.delete_ids)} "
           f"deleted; delta {d.size:,} bytes, snapshot {m.snapshot.size:,} bytes ({100 * d.size / m.snapshot.size:.2f}%)")
@@ -455,6 +455,10 @@ def register(sub) -> None:
     p.add_argument("--key", required=True, action="append", help="private signing key (repeatable for thresholds)")
     p.add_argument("--name", help="channel name (default: the bundle directory's name)")
     p.add_argument("--expires-days", type=float, default=7.0, help="days until devices call the channel stale (default 7)")
+    p.add_argument("--insert-width", type=int, metavar="N",
+                   help="with --changes: the construction width devices add the delta's items to the graph at "
+                        "(at most the graph's own; default converter.publish.DELTA_EF_CONSTRUCTION): wider is "
+                        "slower to apply")
     _ray_args(p)
     p.set_defaults(func=cmd_publish)
 

@@ -37,6 +37,9 @@ from .errors import ConverterError
 from .trust import check_signing_keys
 
 MAX_DELTAS = 30  # deltas kept in the channel; devices further behind take the snapshot
+# The construction width a delta's items are added to the graph at (at most the graph's own): the publisher
+# and every device insert them, so it bounds a device's apply time (measured: benchmarks/million.py).
+DELTA_EF_CONSTRUCTION = 200
 PathLike = Union[str, Path]
 Channel = Union[str, Path, LocalStore, S3Store]  # a directory, s3://bucket/prefix, or an opened store
 
@@ -104,8 +107,13 @@ def publish_bundle(channel: Channel, bundle_dir: PathLike, private_keys, name: O
 
 
 def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expires_days: float = 7.0,
-                    endpoint_url: Optional[str] = None) -> ChannelManifest:
-    """Publish ``changes`` as version N+1: the delta N -> N+1, a snapshot of N+1, and a new channel.json."""
+                    endpoint_url: Optional[str] = None, insert_width: Optional[int] = None) -> ChannelManifest:
+    """Publish ``changes`` as version N+1: the delta N -> N+1, a snapshot of N+1, and a new channel.json.
+    Devices add the delta's items to their indexes at construction width ``insert_width`` (at most the
+    graph's own; default ``DELTA_EF_CONSTRUCTION``), as the publisher does: the signed manifest of N+1 records it."""
+    insert_width = DELTA_EF_CONSTRUCTION if insert_width is None else insert_width
+    if insert_width < 1:
+        raise PublishError(f"the insertion width must be at least 1, not {insert_width}")
     store = open_store(channel, endpoint_url)
     keys = _keys(private_keys)
     check_signing_keys(store, keys)
@@ -127,6 +135,7 @@ def publish_changes(channel: Channel, changes: ItemChanges, private_keys, expire
         target.created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         for index in target.indexes:
             index.built_on_device = True
+            index.ef_construction = min(index.ef_construction, insert_width)
         built = build_version(base, changes, stage, target)
         for index in [target.items] + target.indexes:
             index.count = built.count

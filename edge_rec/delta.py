@@ -21,7 +21,7 @@ import numpy as np
 from . import failpoints
 from .bundle import Bundle, sha256_file, write_local_record
 from .errors import DeltaError, IncompatibleBundleError, IntegrityError
-from .index import check_index_file, load_projection
+from .index import check_index_file, load_projection, restore_index
 from .items import TOMBSTONE, item_file_bytes, metadata_line, vector_file_bytes
 from .manifest import MANIFEST_NAME, FileEntry, IndexSpec, Manifest
 from .pack import Pack, PackError, read_pack, write_pack
@@ -250,7 +250,8 @@ def build_version(base: Bundle, changes: ItemChanges, out: Path, target: Manifes
             files[target_spec.projection] = _copy(base, spec.projection, out / target_spec.projection)
             if not spec.residual:
                 added = added @ load_projection(out / target_spec.projection, target_spec, added.shape[1])
-        _grow_index(base, spec, out / target_spec.file, n_total, sorted(deleted), changed, added)
+        _grow_index(base, spec, out / target_spec.file, n_total, sorted(deleted), changed, added,
+                    target_spec.ef_construction)
     return BuiltVersion(files, n_total)
 
 
@@ -266,13 +267,11 @@ def _copy(base: Bundle, name: str, dst: Path) -> FileEntry:
 
 
 def _grow_index(base: Bundle, spec: IndexSpec, out: Path, count: int, deleted: List[int], changed: List[int],
-                vectors: np.ndarray) -> None:
-    """``base``'s index with ``deleted`` rows marked and the ``changed`` rows' ``vectors`` (in that order) added."""
-    import hnswlib
+                vectors: np.ndarray, ef_construction: int) -> None:
+    """``base``'s index with ``deleted`` rows marked and the ``changed`` rows' ``vectors`` (in that order) added
+    at construction width ``ef_construction`` (the target manifest's: the publisher's choice)."""
     src = base.verify_file(spec.file)
-    check_index_file(src, spec)
-    index = hnswlib.Index(space=spec.space, dim=spec.dim)
-    index.load_index(str(src), max_elements=count)
+    index = restore_index(src, spec, check_index_file(src, spec), count, ef_construction)
     index.set_num_threads(1)  # the same graph on the publisher and on every device
     for r in deleted:
         index.mark_deleted(r)

@@ -41,11 +41,17 @@ class Graph:
     upper: np.ndarray        # int8: the upper-level link lists, element by element
     deleted: bool            # some element carries hnswlib's deleted mark
 
-    def hnswlib_state(self, spec: IndexSpec) -> Dict[str, Any]:
-        """The dict hnswlib 0.8's ``Index.__setstate__`` restores an index from."""
-        h = self.header
+    def hnswlib_state(self, spec: IndexSpec, capacity: Optional[int] = None, ef_construction: Optional[int] = None
+                      ) -> Dict[str, Any]:
+        """The dict hnswlib 0.8's ``Index.__setstate__`` restores an index from: room for ``capacity`` items
+        (default: as many as it holds), inserting at ``ef_construction`` (default: the file's)."""
+        h = dict(self.header, max_elements=max(capacity or 0, self.header["cur_element_count"]))
+        if ef_construction is not None:
+            h["ef_construction"] = ef_construction
+        # seed 1: hnswlib's loader leaves its level generator at the engine's default seed (1), so items added
+        # after either way of reading a file get the same levels, and the grown graph the same bytes
         return {**h, "ser_version": _STATE_VERSION, "space": spec.space, "dim": spec.dim, "index_inited": True,
-                "ep_added": True, "normalize": spec.space == "cosine", "num_threads": 1, "seed": 100,
+                "ep_added": True, "normalize": spec.space == "cosine", "num_threads": 1, "seed": 1,
                 "ef": spec.ef_search, "has_deletions": self.deleted, "size_links_per_element": (h["max_M"] + 1) * 4,
                 "allow_replace_deleted": False, "label_lookup_external": self.labels,
                 "label_lookup_internal": np.arange(len(self.labels), dtype=np.uint32),
@@ -190,7 +196,7 @@ class ItemIndex:
             raise IncompatibleBundleError(f"index {spec.file}: the manifest {'names' if spec.projection else 'has no'} "
                                           "projection, the caller gave " + ("none" if projection is None else "one"))
         self.spec, self.projection, self._path = spec, projection, path
-        self._index = _load(path, spec, graph)
+        self._index = restore_index(path, spec, graph)
         # where each row's vector sits in the file (see stored_vectors): element i holds label labels[i]
         self._layout = (graph.header["size_data_per_element"], graph.header["offset_data"]) if graph is not None else None
         self._element_of = (None if graph is None or np.array_equal(graph.labels, np.arange(spec.count, dtype=np.uint64))
@@ -270,22 +276,32 @@ class ItemIndex:
         return labels[0].astype(np.int64), dist[0].astype(np.float32, copy=False)
 
 
-def _load(path: Path, spec: IndexSpec, graph: Optional[Graph]):
-    """The hnswlib index of a checked file: restored from the checked graph, or read by hnswlib's loader
-    (an empty index, or an hnswlib whose pickle format is not 0.8's)."""
+def restore_index(path: Path, spec: IndexSpec, graph: Optional[Graph], capacity: Optional[int] = None,
+                  ef_construction: Optional[int] = None):
+    """The hnswlib index of a checked file (``graph``: what the check read, None for an empty index), with room
+    for ``capacity`` items, adding items at ``ef_construction`` (default: the file's). Restored from the checked
+    graph; read by hnswlib's own loader only for an empty index or an hnswlib whose pickle format is not 0.8's."""
     import hnswlib
+    if graph is None and ef_construction is not None:  # an empty index: nothing to read
+        index = hnswlib.Index(space=spec.space, dim=spec.dim)
+        index.init_index(max_elements=max(capacity or 0, 1), M=spec.M, ef_construction=ef_construction, random_seed=1)
+        return index
     if graph is not None:
         try:
             index = hnswlib.Index.__new__(hnswlib.Index)
-            index.__setstate__((graph.hnswlib_state(spec),))
+            index.__setstate__((graph.hnswlib_state(spec, capacity, ef_construction),))
             return index
         except (TypeError, ValueError, RuntimeError):
             pass
     index = hnswlib.Index(space=spec.space, dim=spec.dim)
     try:
-        index.load_index(str(path), max_elements=spec.count)
+        index.load_index(str(path), max_elements=max(capacity or 0, spec.count))
     except RuntimeError as e:
         raise ItemIndexError(f"cannot load the index {path.name}: {e}") from None
+    if ef_construction is not None and index.ef_construction != ef_construction:
+        raise IncompatibleBundleError(f"this hnswlib ({getattr(hnswlib, '__version__', 'unknown version')}) cannot "
+                                      f"add items to {path.name} at ef_construction {ef_construction}: install "
+                                      "hnswlib 0.8.0, which edge-rec pins")
     return index
 
 

@@ -15,12 +15,13 @@ from .errors import IncompatibleBundleError, ManifestError
 from .signed import Signature, SignedDocument, signed_payload_of, typed_field, typed_list
 
 FORMAT = "edge-rec-bundle"
-FORMAT_VERSION = 8           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
+FORMAT_VERSION = 9           # 2: index.built_on_device, tombstone rows from delta syncs; 3: optional on-device search;
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)  # 4: search.title_weight (hybrid title matching; format 3 bundles search without it);
 #   5: search.facet_weight (genres and decades a query names; format 4 searches without);
 #   6: index.projection / index.rerank (the compact item store: the graph over a projection, an int8 re-rank);
 #   7: seen_items (the repeat-consumption protocol; older formats exclude seen items);
-#   8: index.residual (the compact store keeps each vector once: graph coordinates + an int8 residual table)
+#   8: index.residual (the compact store keeps each vector once: graph coordinates + an int8 residual table);
+#   9: a delta adds its items to a grown index at the target manifest's ef_construction (earlier: the file's)
 MANIFEST_NAME = "manifest.json"
 LOCAL_NAME = "local.json"  # the device's own record of files it built (see IndexSpec.built_on_device)
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -114,7 +115,7 @@ class IndexSpec:
     dim: int
     count: int
     M: int
-    ef_construction: int
+    ef_construction: int     # of an index a delta grows (built_on_device): the width its items are added at
     ef_search: int
     # True when a delta sync made this version: the device grows the previous index itself (hnswlib add /
     # update / mark_deleted), so its bytes are not in the signed file list; the device records their

@@ -102,7 +102,9 @@ def test_publish_serve_sync_with_a_cold_start_item(demo_run, tmp_path):
     changes = tmp_path / "changes.json"
     changes.write_text(json.dumps({"upsert": [{"id": "cold-1", "title": "A Brand New Space Comedy", "year": 2026,
                                                "genres": ["Comedy", "Sci-Fi"]}], "delete": [gone]}))
-    r = edge_rec("publish", channel, "--changes", changes, "--teacher", art / "teacher", "--key", key)
+    r = edge_rec("publish", channel, "--changes", changes, "--teacher", art / "teacher", "--key", key, "--insert-width", "0")
+    assert r.returncode != 0 and "insertion width must be at least 1" in r.stderr, r.stderr[-2000:]
+    r = edge_rec("publish", channel, "--changes", changes, "--teacher", art / "teacher", "--key", key, "--insert-width", "64")
     assert r.returncode == 0 and "1 upserted, 1 deleted" in r.stdout, r.stderr[-2000:]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

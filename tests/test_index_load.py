@@ -35,6 +35,31 @@ def test_restored_graph_answers_as_hnswlib_loads_it(tmp_path, space):
     assert restored._index.get_max_elements() == len(vectors) and restored._index.get_current_count() == len(vectors)
 
 
+def test_a_graph_grown_from_the_restored_state_is_the_one_hnswlibs_loader_grows(tmp_path):
+    """A delta grows the checked graph restored in memory: at the file's width the grown file has the bytes
+    hnswlib's own loader path gives (the same levels for new items), and a smaller width is the one used."""
+    import hnswlib
+
+    from edge_rec.index import check_index_file, restore_index
+    path, spec = _small_index_file(tmp_path)
+    added = np.random.default_rng(2).standard_normal((100, 4)).astype(np.float32)
+    labels = np.arange(spec.count, spec.count + len(added))
+
+    def grown(index, name):
+        index.set_num_threads(1)
+        index.mark_deleted(3)
+        index.add_items(added, labels)
+        index.save_index(str(tmp_path / name))
+        return (tmp_path / name).read_bytes()
+    loader = hnswlib.Index(space="ip", dim=4)
+    loader.load_index(str(path), max_elements=spec.count + len(added))
+    via_loader = grown(loader, "loader.hnsw")
+    restored = restore_index(path, spec, check_index_file(path, spec), spec.count + len(added), spec.ef_construction)
+    assert grown(restored, "restored.hnsw") == via_loader
+    narrow = restore_index(path, spec, check_index_file(path, spec), spec.count + len(added), 10)
+    assert narrow.ef_construction == 10 and grown(narrow, "narrow.hnsw") != via_loader
+
+
 def _small_index_file(tmp_path):
     import hnswlib
     vectors = np.random.default_rng(1).standard_normal((400, 4)).astype(np.float32)

@@ -24,6 +24,7 @@ from edge_rec.bundle import Bundle
 from edge_rec.channel import CHANNEL_NAME, ChannelManifest
 from edge_rec.delta import DeltaError, apply_delta, read_delta
 from edge_rec.errors import IncompatibleBundleError
+from edge_rec.index import check_index_file
 from edge_rec.live import LiveRecommender
 from edge_rec.manifest import Manifest
 from edge_rec.pack import PackError, intact_prefix, read_pack, write_pack
@@ -39,6 +40,9 @@ def tree_digest(root: Path) -> dict:
     """Every file of a state directory, hashed; the sync's own status record and lock file aside."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name not in ("last_sync.json", ".sync.lock")}
+
+
+INSERT_WIDTH = 48  # narrower than the converted graph's: devices must insert the delta's items as the publisher did
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def base(converted, tmp_path_factory):
     deleted = [rec.items.ids[i] for i in range(20, 25)]
     changes = changes_from_vectors(ups, {k: {"title": k, "genres": ["Comedy"]} for k in ups}, deleted,
                                    {k: searchable[r] for k, r in drawn.items()})
-    publish_changes(ch2, changes, converted["key"])
+    publish_changes(ch2, changes, converted["key"], insert_width=INSERT_WIDTH)
     return {"ch1": ch1, "ch2": ch2, "deleted": deleted, "new": [k for k in ups if k.startswith("new-")],
             "key": converted["key"], "pub": converted["pub"], "root": root}
 
@@ -105,6 +109,8 @@ def test_snapshot_then_delta_then_noop_and_live_switch(channel):
     # the delta path was taken, not the snapshot: the device grew its own index
     m = Manifest.from_bytes((channel["device"] / "versions" / "2" / "manifest.json").read_bytes())
     assert m.index.built_on_device and (channel["device"] / "versions" / "2" / "local.json").is_file()
+    grown = check_index_file(channel["device"] / "versions" / "2" / m.index.file, m.index)
+    assert m.index.ef_construction == INSERT_WIDTH == grown.header["ef_construction"]  # the width it inserted at
     assert EdgeRecommender(Bundle.open(channel["device"] / "versions" / "2", channel["pub"])).check_golden(tolerant=True).passed
 
 
