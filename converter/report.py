@@ -81,7 +81,10 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
                         for label, c in sorted(idx.compact_curves.items(), key=lambda lc: [int(n) for n in re.findall(r"\d+", lc[0])])}))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6), sharey=True, squeeze=False)
     efs = sorted({e for c in list(idx.curves.values()) + list(idx.compact_curves.values()) for e in c})
-    ticks = [e for i, e in enumerate(efs) if i % 2 == 0 or e == efs[-1]]  # every other ef: readable on a log axis
+    ticks: List[int] = []
+    for e in reversed(efs):  # from the widest down, each at least 1.8x below the last: labels never meet on a log axis
+        if not ticks or 1.8 * e <= ticks[-1]:
+            ticks.append(e)
     for ax, (panel, curves) in zip(axes[0], panels):
         colors = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors
         for i, (label, (curve, size)) in enumerate(curves.items()):
