@@ -366,9 +366,9 @@ def cold_start() -> str:
     return "\n".join(rows + [""] + notes + [""] + [source(r, name) for name, r in runs])
 
 
-def teacher_ablation() -> str:
+def teacher_ablation(file: str = "teacher_ablation.json") -> str:
     """The teacher recipes tried within the 55-minute budget: validation for the choice, test for each."""
-    r = load("teacher_ablation.json")
+    r = load(file)
     arms = r["teachers"]
     base = next(iter(arms.values()))["config"]
     rows = ["| teacher (differs from the first by) | epochs run | stopped by | best epoch | valid NDCG@10 | valid HR@10 | "
@@ -381,7 +381,7 @@ def teacher_ablation() -> str:
         rows.append(f"| {name}: {changed} | {a['epochs_run']} | {stopped} ({a['train_seconds'] / 60:.0f} min) | "
                     f"{a['best_epoch']} | {a['valid']['NDCG@10']:.4f} | {a['valid']['HR@10']:.4f} | {t['NDCG@10']:.4f} | "
                     f"{t['HR@10']:.4f} |")
-    return "\n".join(rows + ["", source(r, "teacher_ablation.json")])
+    return "\n".join(rows + ["", source(r, file)])
 
 
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
@@ -391,7 +391,8 @@ RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "sea
                                         "distributed": distributed,
                                         "million": million, "million-quick": lambda: million("million_quick.json"),
                                         "cold-start": cold_start,
-                                        "teacher-ablation": teacher_ablation}
+                                        "teacher-ablation": teacher_ablation,
+                                        "teacher-ablation-width": lambda: teacher_ablation("teacher_ablation_width.json")}
 
 
 def render(text: str) -> str:
