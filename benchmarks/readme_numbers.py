@@ -384,6 +384,17 @@ def teacher_ablation(file: str = "teacher_ablation.json") -> str:
     return "\n".join(rows + ["", source(r, file)])
 
 
+def teacher_ensemble() -> str:
+    """Saved teachers alone and together (summed logits), on test."""
+    r = load("teacher_ensemble.json")
+    rows = [f"| teachers | training minutes (each early-stopped) | {r['split']} NDCG@10 | {r['split']} HR@10 |",
+            "| --- | ---: | ---: | ---: |"]
+    for row in r["rows"]:
+        rows.append(f"| {row['label']} | {row['train_minutes']:.1f} | {row['metrics']['NDCG@10']:.4f} | "
+                    f"{row['metrics']['HR@10']:.4f} |")
+    return "\n".join(rows + ["", source(r, "teacher_ensemble.json") + f" <sub>{r['how']}.</sub>"])
+
+
 RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "search": search, "runtime": runtime,
                                         "delta": delta, "fleet": fleet, "device": device, "kiosk": kiosk, "demo": demo,
                                         "search-alone": search_alone, "query-path": query_path,
@@ -392,7 +403,8 @@ RENDER: Dict[str, Callable[[], str]] = {"quality": quality, "speed": speed, "sea
                                         "million": million, "million-quick": lambda: million("million_quick.json"),
                                         "cold-start": cold_start,
                                         "teacher-ablation": teacher_ablation,
-                                        "teacher-ablation-width": lambda: teacher_ablation("teacher_ablation_width.json")}
+                                        "teacher-ablation-width": lambda: teacher_ablation("teacher_ablation_width.json"),
+                                        "teacher-ensemble": teacher_ensemble}
 
 
 def render(text: str) -> str:
