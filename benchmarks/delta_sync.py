@@ -54,27 +54,50 @@ def main() -> int:
     return 0
 
 
+def published(grown: Path, key: Path, channel: Path, out: Path):
+    """Publish ``grown`` as version 1 of ``channel`` and unpack it into ``out`` as a device installs it (the
+    publisher re-signs it in the current format); returns the channel manifest."""
+    from converter.publish import publish_bundle
+    from edge_rec.snapshot import unpack_snapshot
+    first = publish_bundle(channel, grown, key, name="bench")
+    out.mkdir()
+    unpack_snapshot(channel / first.snapshot.file, out)
+    return first
+
+
+def timed_apply(base_dir: Path, pub: Path, delta_file: Path, runs: int, stage: Path) -> list:
+    """Seconds of each of ``runs`` apply_delta calls on the device's copy at ``base_dir``; the last run's
+    version stays in ``stage``."""
+    from edge_rec.bundle import Bundle
+    from edge_rec.delta import apply_delta, read_delta
+    from edge_rec.manifest import Manifest
+    base, target = Bundle.open(base_dir, pub), Manifest.from_bytes(read_delta(delta_file).manifest)
+    times = []
+    for _ in range(runs):
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        t = time.perf_counter()
+        apply_delta(base, read_delta(delta_file), stage, target)
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def delta_cost(grown: Path, key: Path, fraction: float, runs: int, tmp: Path) -> dict:
     """Publish ``grown`` to a channel in ``tmp``, then a change set touching ``fraction`` of its catalog: the
     delta's bytes against the snapshot's, the device's apply_delta time (median of ``runs``) and a whole
     sync over loopback HTTP."""
     from synthetic import catalog_change
 
-    from converter.publish import publish_bundle, publish_changes
-    from edge_rec.bundle import Bundle
-    from edge_rec.delta import apply_delta, read_delta
-    from edge_rec.manifest import Manifest
+    from converter.publish import publish_changes
     from edge_rec.recommender import EdgeRecommender
     from edge_rec.serve import serve_in_thread
-    from edge_rec.snapshot import unpack_snapshot
     from edge_rec.state import DeviceState
     from edge_rec.sync import SyncClient
     pub = key.with_suffix(".pub")
     channel = tmp / "channel"
-    first = publish_bundle(channel, grown, key, name="bench")
-    grown = tmp / "published"  # version 1 as a device installs it (the publisher re-signs it in the current format)
-    grown.mkdir()
-    unpack_snapshot(channel / first.snapshot.file, grown)
+    device_copy = tmp / "published"  # version 1 as a device installs it
+    published(grown, key, channel, device_copy)
+    grown = device_copy
     with EdgeRecommender.open(grown, pub) as rec:
         changes = catalog_change(rec, fraction)
     t = time.perf_counter()
@@ -83,16 +106,8 @@ def delta_cost(grown: Path, key: Path, fraction: float, runs: int, tmp: Path) ->
     delta = m.deltas[-1]
     result.update(delta_bytes=delta.size, snapshot_bytes=m.snapshot.size, ratio=delta.size / m.snapshot.size,
                   upserted=len(changes.upsert_ids), deleted=len(changes.delete_ids))
-    base = Bundle.open(grown, pub)  # version 1 as the device has it
-    target = Manifest.from_bytes(read_delta(channel / delta.file).manifest)
-    times = []
-    for i in range(runs):
-        stage = tmp / f"stage{i}"
-        stage.mkdir()
-        t = time.perf_counter()
-        apply_delta(base, read_delta(channel / delta.file), stage, target)
-        times.append(time.perf_counter() - t)
-        shutil.rmtree(stage)
+    times = timed_apply(grown, pub, channel / delta.file, runs, tmp / "stage")
+    shutil.rmtree(tmp / "stage")
     result["apply_s"] = {"median": float(np.median(times)), "runs": times}
     device = tmp / "device"
     DeviceState(device).provision(grown)

@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -92,19 +91,15 @@ def insert_widths(grown: Path, key: Path, widths, histories, runs: int, tmp: Pat
     """The same 1% delta published at each insertion width (``publish_changes(insert_width=...)``): the device's
     apply time (median of ``runs``) and recall@10 of the grown version against exact search, for real users'
     queries and for 500 of the delta's own items' vectors (where a narrow insertion would show first)."""
+    from delta_sync import published, timed_apply
     from synthetic import catalog_change
 
-    from converter.publish import publish_bundle, publish_changes
+    from converter.publish import publish_changes
     from edge_rec.bundle import Bundle
-    from edge_rec.delta import apply_delta, read_delta
-    from edge_rec.manifest import Manifest
     from edge_rec.recommender import EdgeRecommender
-    from edge_rec.snapshot import unpack_snapshot
     pub = key.with_suffix(".pub")
-    first = publish_bundle(tmp / "widths", grown, key, name="bench")
     base_dir = tmp / "widths-v1"
-    base_dir.mkdir()
-    unpack_snapshot(tmp / "widths" / first.snapshot.file, base_dir)
+    published(grown, key, tmp / "widths", base_dir)
     with EdgeRecommender.open(base_dir, pub) as rec:
         changes = catalog_change(rec, 0.01)
     out = {}
@@ -112,17 +107,11 @@ def insert_widths(grown: Path, key: Path, widths, histories, runs: int, tmp: Pat
         channel = tmp / f"widths-{width}"
         shutil.copytree(tmp / "widths", channel)
         delta_file = channel / publish_changes(channel, changes, key, insert_width=width).deltas[-1].file
-        base, target = Bundle.open(base_dir, pub), Manifest.from_bytes(read_delta(delta_file).manifest)
-        times = []
-        for _ in range(runs):
-            stage = tmp / f"widths-stage-{width}"
-            shutil.rmtree(stage, ignore_errors=True)
-            stage.mkdir()
-            t = time.perf_counter()
-            apply_delta(base, read_delta(delta_file), stage, target)
-            times.append(time.perf_counter() - t)
+        stage = tmp / f"widths-stage-{width}"
+        times = timed_apply(base_dir, pub, delta_file, runs, stage)
         with EdgeRecommender(Bundle.open(stage, pub)) as rec:
-            delta_rows = np.random.default_rng(0).choice(rec.items.rows(changes.upsert_ids), 500, replace=False)
+            changed = rec.items.rows(changes.upsert_ids)
+            delta_rows = np.random.default_rng(0).choice(changed, min(500, len(changed)), replace=False)
             queries = {"users": [rec.query_vector(rec.items.rows(h, strict=False)[-rec.history_len:]) for h in histories],
                        "delta items": list(rec.retriever.vectors(delta_rows))}
             recall = {}
