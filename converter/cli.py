@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
+from .teacher.ensemble import RECIPE as ENSEMBLE_RECIPE
+
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     from .data.split import REPEAT_SHARE
@@ -34,13 +36,19 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, help="dropout rate of the embeddings and blocks (default 0.1)")
     g.add_argument("--id-dropout", type=float, help="share of items trained on their text alone in each step, so "
                                                     "new items placed by their text rank well (default 0)")
+    g.add_argument("--ensemble", nargs="?", const=ENSEMBLE_RECIPE, metavar="SPEC",
+                   help="train several teachers in turn within --max-minutes and score by their summed scores: "
+                        "comma-separated members, each 'default' (the options above) or key=value overrides joined by "
+                        f"'+' (given no SPEC: {ENSEMBLE_RECIPE!r})")
 
 
 def _teacher_config(args: argparse.Namespace):
-    from .teacher import SASRecConfig
+    """A SASRecConfig from the teacher options, or with --ensemble a list of them (one per member)."""
+    from .teacher import SASRecConfig, member_configs
     overrides = {"use_text": not args.no_text, "max_epochs": args.epochs, "max_minutes": args.max_minutes,
                  "dim": args.dim, "max_len": args.max_len, "blocks": args.blocks, "dropout": args.dropout, "id_dropout": args.id_dropout}
-    return SASRecConfig(**{k: v for k, v in overrides.items() if v is not None})
+    config = SASRecConfig(**{k: v for k, v in overrides.items() if v is not None})
+    return member_configs(args.ensemble, config) if getattr(args, "ensemble", None) else config
 
 
 def _load(args: argparse.Namespace):
@@ -61,7 +69,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     dataset, split = _load(args)
     root = _artifacts(args, dataset)
     config = _teacher_config(args)
-    out = Path(args.out) if args.out else root / ("teacher" if config.use_text else "teacher-notext")
+    out = Path(args.out) if args.out else root / ("teacher-notext" if args.no_text else "teacher")
     train_or_load_teacher(dataset, split, out, root / "cache", config, force=args.force,
                           text_encoder=_text_encoder(args, root / "cache"))
     return 0
@@ -187,19 +195,25 @@ def _text_encoder(args: argparse.Namespace, cache_dir: Path):
     return TextEncoder(cache_dir=cache_dir)
 
 
-def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> dict:
+def _signing_key(args: argparse.Namespace, root: Path) -> Path:
+    """The private key to sign with: --key (which must exist), else one beside the artifacts, made on first use.
+    Resolved before any training, so a missing key fails in a second, not after the teacher."""
     from edge_rec.signing import generate_keypair
-
-    from .convert import ConvertConfig, convert
-    from .measure import measure
-    from .report import write_report
-    from .student import StudentConfig
     key = Path(args.key) if args.key else root.parent / "keys" / "edge-rec.key"
     if not key.is_file():
         if args.key:
             raise FileNotFoundError(f"private key {key} not found (make one with: edge-rec keygen --out DIR)")
         generate_keypair(key.parent)
         print(f"created a signing key pair in {key.parent} (devices pin {key.with_suffix('.pub').name})")
+    return key
+
+
+def _convert(args: argparse.Namespace, dataset, split, teacher, root: Path) -> dict:
+    from .convert import ConvertConfig, convert
+    from .measure import measure
+    from .report import write_report
+    from .student import StudentConfig
+    key = _signing_key(args, root)
     student = StudentConfig(**{k: v for k, v in {"epochs": args.student_epochs, "history_len": args.history_len}.items()
                                if v is not None})
     config = ConvertConfig(architectures=_architectures(args), student=student, search=_search_config(args))
@@ -246,8 +260,8 @@ def _device_demo(root: Path, bundle: Path, key: Path, dataset, split) -> None:
 
 
 def _saved_teacher(path: str, dataset):
-    from .teacher import SASRecTeacher
-    teacher = SASRecTeacher.load(path)
+    from .teacher import load_teacher
+    teacher = load_teacher(path)
     if teacher.info.get("dataset_fingerprint") not in (None, dataset.fingerprint()):
         raise ValueError(f"the teacher at {path} was trained on a different data set than {dataset.name}")
     return teacher
@@ -278,6 +292,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _architectures(args)
     dataset, split = _load(args)
     root = _artifacts(args, dataset)
+    _signing_key(args, root)
     if args.teacher:
         teacher = _saved_teacher(args.teacher, dataset)
     else:
@@ -309,6 +324,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     dataset, split = _load(args)
     root = _quick(args, dataset) if args.quick else _artifacts(args, dataset)
     _architectures(args)
+    _signing_key(args, root)
     print(f"[1/4] teacher (trained once, then reused from {root / 'teacher'})")
     teacher = train_or_load_teacher(dataset, split, root / "teacher", root / "cache", _teacher_config(args))
     print("[2/4] full-ranking evaluation of the teacher on the test split")
@@ -334,8 +350,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 0
     change_set = read_change_set(args.changes)  # the cheap checks first: the input, then the channel
     manifest = channel_manifest(store)
-    from .teacher import SASRecTeacher
-    teacher = SASRecTeacher.load(args.teacher)
+    from .teacher import load_teacher
+    teacher = load_teacher(args.teacher)
     encoder = _text_encoder(args, Path(args.teacher).parent / "cache")
     search_model = None
     if manifest.search is not None:

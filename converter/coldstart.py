@@ -146,10 +146,10 @@ def run_cold_start(dataset: Dataset, out: PathLike, private_key: PathLike, teach
     from .convert import convert
     from .publish import changes_from_catalog, publish_bundle, publish_changes
     from .search.model import SearchModel
-    from .teacher import train_sasrec
+    from .teacher import train_teacher
     from .workflow import text_vectors
 
-    if not getattr(teacher_config, "use_text", False):
+    if not all(getattr(c, "use_text", False) for c in (teacher_config if isinstance(teacher_config, list) else [teacher_config])):
         raise ConverterError("cold start needs a teacher with item text: new items are placed from their text")
     out = Path(out)
     protocol = leave_one_out(dataset, seen_items).seen_items  # the full data's protocol, kept for the warm part
@@ -158,8 +158,8 @@ def run_cold_start(dataset: Dataset, out: PathLike, private_key: PathLike, teach
     log(f"cold start: {len(split.cold)} of {dataset.n_items} items held out (seed {seed}); training on "
         f"{split.warm.n_interactions:,} of {dataset.n_interactions:,} interactions")
     t = time.time()
-    teacher, _ = train_sasrec(warm_split, [it.id for it in split.warm.items],
-                              text_vectors(split.warm, out / "cache", text_encoder), teacher_config, log=log)
+    teacher = train_teacher(warm_split, [it.id for it in split.warm.items],
+                            text_vectors(split.warm, out / "cache", text_encoder), teacher_config, log=log)
     teacher_minutes = (time.time() - t) / 60
     teacher.save(out / "teacher")
     conversion = convert(split.warm, warm_split, teacher, out / "bundle", private_key, convert_config, log=log,

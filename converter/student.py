@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -110,54 +110,36 @@ class AttentionStudent(keras.Model):
         return _l2(self.out(_l2(tf.reduce_sum(x * m, axis=1))))
 
 
-class TeacherEncoderStudent(keras.Model):
-    """The SASRec teacher's own encoder, its weights copied (then distilled like any student): positions,
-    causal pre-LayerNorm blocks and the final LayerNorm, reading the device's item vectors of the last L
-    items (the teacher's item table is its input embedding too), each at the position the teacher gives it.
-    A teacher that reads L items is then copied exactly; one that reads 200, cut to 50, keeps 0.83 of its
-    own top-10 (ML-1M), where students learnt from scratch reach ~0.72.
+class _CopiedEncoder:
+    """One SASRec teacher's encoder, its weights copied into the student (see :class:`TeacherEncoderStudent`):
+    maps the (B, L, dim) item vectors of a history to the teacher's user vector, not normalised."""
 
-    Written for full-int8 conversion and the Edge TPU: attention as MUL + SUM (no BATCH_MATMUL) when not
-    training, an additive mask penalty instead of -inf, LayerNorm whose padded rows see a variance of 1 (a
-    zero row's 1/sqrt(1e-8) would take the whole int8 range), positions shifted by a matrix product."""
-
-    # small, so the softmax input's int8 scale stays fine (ML-1M, copied teacher: int8 top-10 overlap with
-    # the teacher 0.757 at 16, 0.779 at 5); a masked slot keeps e^-5 of a weight, which distillation absorbs
-    MASK_PENALTY = 5.0
-
-    def __init__(self, history_len: int, teacher_net: Any) -> None:
-        super().__init__()
-        c = teacher_net.config
+    def __init__(self, owner: keras.Model, history_len: int, net: Any, prefix: str) -> None:
+        c = net.config
         if history_len > c.max_len:
             raise ValueError(f"teacher-encoder: the student reads {history_len} items, the teacher at most {c.max_len}")
         self.dim, self.heads = c.dim, c.heads
 
         def copy(value, name: str):
             value = np.asarray(value, np.float32)
-            return self.add_weight(shape=value.shape, initializer=keras.initializers.Constant(value), name=name)
+            return owner.add_weight(shape=value.shape, initializer=keras.initializers.Constant(value), name=prefix + name)
 
         def ln(layer, name: str):
             return copy(layer.gamma, f"{name}_gamma"), copy(layer.beta, f"{name}_beta"), float(layer.epsilon)
 
         def dense(layer, name: str):  # a MultiHeadAttention projection as one (dim, dim) matrix
             return copy(np.reshape(layer.kernel, (c.dim, c.dim)), name), copy(np.reshape(layer.bias, (-1,)), f"{name}_bias")
-        self.position = copy(teacher_net.pos_emb.embeddings.numpy()[:history_len], "position")
-        # the teacher places a history of t items at positions 0..t-1; here it fills the last t slots, so its
-        # positions shift by the padding: row s of the shifts (row 0 a zero row's index) for s padded slots
-        slots = np.arange(history_len)
-        self.shifts = tf.constant(np.where(slots[None, :] >= slots[:, None], slots[None, :] - slots[:, None] + 1, 0), tf.int32)
-        self.first_slot = tf.constant(np.eye(history_len, dtype=np.float32) - np.eye(history_len, k=1, dtype=np.float32))
-        self.causal = tf.constant(np.tril(np.ones((history_len, history_len), np.float32)))
-        self.blocks_ = []
-        for i, b in enumerate(teacher_net.blocks):
+        self.position = copy(net.pos_emb.embeddings.numpy()[:history_len], "position")
+        self.blocks = []
+        for i, b in enumerate(net.blocks):
             a = b.attn
-            self.blocks_.append({
+            self.blocks.append({
                 "ln_attn": ln(b.ln_attn, f"b{i}_ln_attn"), "ln_ffn": ln(b.ln_ffn, f"b{i}_ln_ffn"),
                 "q": dense(a._query_dense, f"b{i}_q"), "k": dense(a._key_dense, f"b{i}_k"),
                 "v": dense(a._value_dense, f"b{i}_v"), "o": dense(a._output_dense, f"b{i}_o"),
                 "ffn_in": (copy(b.ffn_in.kernel, f"b{i}_ffn_in"), copy(b.ffn_in.bias, f"b{i}_ffn_in_bias")),
                 "ffn_out": (copy(b.ffn_out.kernel, f"b{i}_ffn_out"), copy(b.ffn_out.bias, f"b{i}_ffn_out_bias"))})
-        self.final_ln = ln(teacher_net.final_ln, "final_ln")
+        self.final_ln = ln(net.final_ln, "final_ln")
 
     @staticmethod
     def _norm(x, params, pad):
@@ -180,51 +162,106 @@ class TeacherEncoderStudent(keras.Model):
             outs.append(tf.matmul(p, vh) if training else tf.reduce_sum(p[:, :, :, None] * vh[:, None, :, :], axis=2))
         return outs[0] if len(outs) == 1 else tf.concat(outs, axis=-1)
 
-    def _positions(self, padding):
-        """(B, L, dim): each slot's position embedding as the teacher numbers it (0 = the oldest item): the
-        one-hot of the first filled slot (``padding`` x a difference matrix: exact in int8) picks its shifted
-        position table, one FULLY_CONNECTED over constants (no GATHER, which the Edge TPU lacks)."""
-        n, dim = self.position.shape
-        table = tf.gather(tf.concat([tf.zeros((1, dim)), self.position], 0), self.shifts)  # (shift, slot, dim)
-        first = padding @ self.first_slot  # (B, L): 1 at the first filled slot
-        return tf.reshape(first @ tf.reshape(table, (n, n * dim)), (-1, n, dim))
-
-    def call(self, history, padding=None, training=False):
+    def __call__(self, history, padding, first, penalty, training: bool):
+        """``first``: (B, 2L - 1, 1), the one-hot of the first filled slot after L - 1 zeros (see
+        :meth:`TeacherEncoderStudent._first_slot`); ``penalty``: (B, L, L) added to the attention logits, 0
+        where a slot may attend, negative where not."""
         valid = padding[..., None]
         pad = 1.0 - valid
-        x = (history * math.sqrt(self.dim) + self._positions(padding)) * valid
-        penalty = (self.causal[None] * padding[:, None, :] - 1.0) * self.MASK_PENALTY
+        # the teacher places a history of t items at positions 0..t-1; here it fills the last t slots, so with the
+        # first filled slot i, slot j is at position j - i (none before i): a causal convolution of the one-hot
+        # of i with the position table, reversed (CONV_2D: exact in int8, L x dim weights, no GATHER)
+        positions = tf.nn.conv1d(first, tf.reverse(self.position, [0])[:, None, :], stride=1, padding="VALID")
+        x = (history * math.sqrt(self.dim) + positions) * valid
         keys_values = x
-        for i, b in enumerate(self.blocks_):
-            if i == len(self.blocks_) - 1:  # only the last slot's output is read: its row alone attends from here on
+        for i, b in enumerate(self.blocks):
+            if i == len(self.blocks) - 1:  # only the last slot's output is read: its row alone attends from here on
                 x, pad, valid, penalty = x[:, -1:], pad[:, -1:], valid[:, -1:], penalty[:, -1:]
             q = self._norm(x, b["ln_attn"], pad) @ b["q"][0] + b["q"][1]
             k, v = keys_values @ b["k"][0] + b["k"][1], keys_values @ b["v"][0] + b["v"][1]
             x = x + self._attend(q, k, v, penalty, training) @ b["o"][0] + b["o"][1]
             h = tf.nn.relu(self._norm(x, b["ln_ffn"], pad) @ b["ffn_in"][0] + b["ffn_in"][1])
             x = keys_values = (x + h @ b["ffn_out"][0] + b["ffn_out"][1]) * valid
-        return _l2(self._norm(x, self.final_ln, pad)[:, -1, :])
+        return self._norm(x, self.final_ln, pad)[:, -1, :]
+
+
+class TeacherEncoderStudent(keras.Model):
+    """The SASRec teacher's own encoder, its weights copied (then distilled like any student): positions,
+    causal pre-LayerNorm blocks and the final LayerNorm, reading the device's item vectors of the last L
+    items (the teacher's item table is its input embedding too), each at the position the teacher gives it.
+    A teacher that reads L items is then copied exactly; one that reads 200, cut to 50, keeps 0.83 of its
+    own top-10 (ML-1M), where students learnt from scratch reach ~0.72. An ensemble teacher's members are
+    copied side by side: each reads its own columns of the item vectors, and the user vector is their
+    outputs concatenated (as the ensemble's is).
+
+    Written for full-int8 conversion and the Edge TPU: attention as MUL + SUM (no BATCH_MATMUL) when not
+    training, an additive mask penalty instead of -inf, LayerNorm whose padded rows see a variance of 1 (a
+    zero row's 1/sqrt(1e-8) would take the whole int8 range), positions shifted by a convolution."""
+
+    # small, so the softmax input's int8 scale stays fine (ML-1M, copied teacher: int8 top-10 overlap with
+    # the teacher 0.757 at 16, 0.779 at 5); a masked slot keeps e^-5 of a weight, which distillation absorbs
+    MASK_PENALTY = 5.0
+
+    def __init__(self, history_len: int, nets: Sequence[Any]) -> None:
+        super().__init__()
+        self.encoders = [_CopiedEncoder(self, history_len, net, f"m{i}_" if len(nets) > 1 else "")
+                         for i, net in enumerate(nets)]
+        self.columns = [int(c) for c in np.cumsum([0] + [e.dim for e in self.encoders])]
+        self.causal = tf.constant(np.tril(np.ones((history_len, history_len), np.float32)))
+        self.first_slot = tf.constant(np.eye(history_len, dtype=np.float32) - np.eye(history_len, k=1, dtype=np.float32))
+
+    def _first_slot(self, padding):
+        """(B, 2L - 1, 1): the one-hot of the first filled slot (``padding`` x a difference matrix: exact in
+        int8) after L - 1 zeros, the input of every encoder's position convolution."""
+        n = self.causal.shape[0]
+        return tf.pad((padding @ self.first_slot)[..., None], [[0, 0], [n - 1, 0], [0, 0]])
+
+    def call(self, history, padding=None, training=False):
+        penalty = (self.causal[None] * padding[:, None, :] - 1.0) * self.MASK_PENALTY
+        first = self._first_slot(padding)
+        if len(self.encoders) == 1:
+            return _l2(self.encoders[0](history, padding, first, penalty, training))
+        return _l2(tf.concat([e(history[..., a:b], padding, first, penalty, training)
+                              for e, a, b in zip(self.encoders, self.columns[:-1], self.columns[1:])], axis=-1))
 
 
 def teacher_window(teacher: Any) -> Optional[int]:
-    """How many history items ``teacher`` reads (its ``config.max_len``), if it says."""
+    """How many history items ``teacher`` reads (its ``config.max_len``; an ensemble: its members' shortest), if it says."""
+    members = getattr(teacher, "members", None)
+    if members is not None:
+        windows = [teacher_window(m) for m in members]
+        return None if None in windows else min(windows)
     return getattr(getattr(teacher, "config", None), "max_len", None)
 
 
-def has_encoder(teacher: Any) -> bool:
-    """Whether ``teacher`` has the SASRec encoder (positions, blocks) that the teacher-encoder student copies."""
+def teacher_encoders(teacher: Any) -> Optional[List[Any]]:
+    """The SASRec encoders (networks with positions and blocks) the teacher-encoder student copies: the
+    teacher's own, or each member's of an ensemble; None if ``teacher`` has none."""
+    members = getattr(teacher, "members", None)
+    if members is not None:
+        nets = [teacher_encoders(m) for m in members]
+        return None if any(n is None for n in nets) else [net for n in nets for net in n]
     net = getattr(teacher, "net", None)
-    return net is not None and hasattr(net, "blocks") and hasattr(net, "pos_emb")
+    return [net] if net is not None and hasattr(net, "blocks") and hasattr(net, "pos_emb") else None
+
+
+def has_encoder(teacher: Any) -> bool:
+    """Whether ``teacher`` has SASRec encoders that the teacher-encoder student copies."""
+    return teacher_encoders(teacher) is not None
 
 
 def build_student(config: StudentConfig, dim: int, teacher: Optional[Any] = None) -> keras.Model:
     """A built student of ``config.architecture`` for ``dim``-dimensional item vectors (``teacher``: the
-    trained teacher, which "teacher-encoder" copies; it must be the reference SASRec teacher)."""
+    trained teacher, which "teacher-encoder" copies: a SASRec teacher or an ensemble of them)."""
     def teacher_encoder() -> keras.Model:
-        if not has_encoder(teacher):
+        nets = teacher_encoders(teacher)
+        if nets is None:
             raise ValueError("the teacher-encoder student copies a SASRec teacher's encoder; this teacher "
                              f"({type(teacher).__name__}) has none: choose another architecture")
-        return TeacherEncoderStudent(config.history_len, teacher.net)
+        if sum(net.config.dim for net in nets) != dim:
+            raise ValueError(f"teacher-encoder: the teacher's encoders make {sum(net.config.dim for net in nets)}-d "
+                             f"user vectors, its item vectors are {dim}-d")
+        return TeacherEncoderStudent(config.history_len, nets)
     builders = {"pool-mlp": lambda: PoolMLPStudent(config.history_len, dim, config.hidden),
                 "pool-recent": lambda: PoolMLPStudent(config.history_len, dim, config.hidden, recent=RECENT_ITEMS),
                 "attention": lambda: AttentionStudent(config.history_len, dim, config.hidden),

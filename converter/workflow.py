@@ -38,21 +38,26 @@ def text_vectors(dataset: Dataset, cache_dir: PathLike, text_encoder=None) -> np
 
 def train_or_load_teacher(dataset: Dataset, split: Split, out: PathLike, cache_dir: PathLike,
                           config=None, force: bool = False, log: Callable[[str], None] = say, text_encoder=None):
-    """Reuse the teacher saved at ``out`` if it was trained on this data set with this config."""
-    from .teacher import SASRecConfig, SASRecTeacher, train_sasrec
+    """Reuse the teacher saved at ``out`` if it was trained on this data set with this config. ``config``:
+    a ``SASRecConfig``, or a list of them for an ensemble (trained in turn within the first one's
+    ``max_minutes``)."""
+    from .teacher import EnsembleTeacher, SASRecConfig, load_teacher, train_teacher
     config = config or SASRecConfig()
+    configs = list(config) if isinstance(config, (list, tuple)) else [config]
     out = Path(out)
     if not force and (out / "config.json").is_file():
-        teacher = SASRecTeacher.load(out)
+        teacher = load_teacher(out)
         same_data = teacher.info.get("dataset_fingerprint") == dataset.fingerprint()
-        if same_data and teacher.config == config:
+        saved = teacher.configs if isinstance(teacher, EnsembleTeacher) else [teacher.config]
+        if same_data and saved == configs:
             log(f"reusing the teacher saved at {out} (trained {teacher.info.get('train_seconds', '?')} s)")
             return teacher
         log(f"the teacher at {out} was trained on other data or settings: training a new one")
-    vectors = text_vectors(dataset, cache_dir, text_encoder) if config.use_text else None
-    teacher, _ = train_sasrec(split, [item.id for item in dataset.items], vectors, config, log=log)
-    teacher.info["dataset_fingerprint"] = dataset.fingerprint()
-    teacher.info["dataset"] = dataset.name
+    vectors = text_vectors(dataset, cache_dir, text_encoder) if any(c.use_text for c in configs) else None
+    teacher = train_teacher(split, [item.id for item in dataset.items], vectors, config, log=log)
+    for t in getattr(teacher, "members", []) + [teacher]:
+        t.info["dataset_fingerprint"] = dataset.fingerprint()
+        t.info["dataset"] = dataset.name
     teacher.save(out)
     log(f"teacher saved to {out}")
     return teacher

@@ -130,3 +130,32 @@ def test_publish_serve_sync_with_a_cold_start_item(demo_run, tmp_path):
     assert len(json.loads(r.stdout)) == 5
     r = edge_rec("similar", installed, gone, "--key", pub)
     assert r.returncode == 1 and "unknown item id" in r.stderr
+
+
+def test_an_ensemble_teacher_trains_converts_and_publishes(ml1m_slice, tmp_path):
+    """`--ensemble`: teachers trained in turn and saved as one; the teacher-encoder student copies each (the
+    item vectors are theirs side by side), and a delta's new item is placed by every member's text head."""
+    art, key = tmp_path / "art", tmp_path / "keys" / "edge-rec.key"
+    data = ["--interactions", ml1m_slice["interactions"], "--items", ml1m_slice["items"]]
+    r = edge_rec("convert", *data, "--artifacts", art, "--key", key, "--ensemble", "default,dim=16+blocks=1",
+                 "--epochs", "2", "--dim", "32", "--max-len", "20", "--history-len", "20",
+                 "--architectures", "teacher-encoder", "--no-search")
+    assert r.returncode == 1 and "private key" in r.stderr  # a named key must exist: nothing trained yet
+    assert not (art / "teacher").exists()
+    r = edge_rec("keygen", "--out", key.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = edge_rec("convert", *data, "--artifacts", art, "--key", key, "--ensemble", "default,dim=16+blocks=1",
+                 "--epochs", "2", "--dim", "32", "--max-len", "20", "--history-len", "20",
+                 "--architectures", "teacher-encoder", "--no-search")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ensemble member 2/2: dim 16, 1 blocks, window 20" in r.stdout
+    saved = json.loads((art / "teacher" / "config.json").read_text())
+    assert saved["format"] == "edge-rec-ensemble-teacher/1" and saved["members"] == ["member0", "member1"]
+    model = json.loads((art / "bundle" / "manifest.json").read_text())["model"]
+    assert (model["architecture"], model["dim"]) == ("teacher-encoder", 48)
+    channel = tmp_path / "channel"
+    assert edge_rec("publish", channel, "--bundle", art / "bundle", "--key", key).returncode == 0
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps({"upsert": [{"id": "cold-1", "title": "A Brand New Space Comedy", "genres": ["Comedy"]}]}))
+    r = edge_rec("publish", channel, "--changes", changes, "--teacher", art / "teacher", "--key", key)
+    assert r.returncode == 0 and "1 upserted" in r.stdout, r.stderr[-2000:]

@@ -4,11 +4,11 @@ import pytest
 
 from converter.distill import history_inputs
 from converter.student import StudentConfig, build_student
-from converter.teacher import SASRecConfig, SASRecNet, SASRecTeacher, Teacher
+from converter.teacher import EnsembleTeacher, SASRecConfig, SASRecNet, SASRecTeacher, Teacher
 
 
-def small_teacher(heads: int, max_len: int = 12) -> SASRecTeacher:
-    net = SASRecNet(40, SASRecConfig(dim=16, blocks=2, heads=heads, max_len=max_len, use_text=False, seed=0))
+def small_teacher(heads: int, max_len: int = 12, dim: int = 16, blocks: int = 2) -> SASRecTeacher:
+    net = SASRecNet(40, SASRecConfig(dim=dim, blocks=blocks, heads=heads, max_len=max_len, use_text=False, seed=0))
     return SASRecTeacher(net, [str(i) for i in range(40)])
 
 
@@ -28,6 +28,22 @@ def test_teacher_encoder_student_reproduces_a_teacher_reading_its_window(heads):
         np.testing.assert_allclose(got, want, atol=2e-5)
     student.MASK_PENALTY = type(student).MASK_PENALTY  # the int8-friendly penalty: the same direction, nearly
     assert np.min(np.sum(student(x, m).numpy() * want, axis=1)) > 0.99
+
+
+def test_teacher_encoder_student_of_an_ensemble_reproduces_its_summed_scores():
+    """Each member's encoder reads its own columns of the item vectors; the user vector is theirs concatenated."""
+    ensemble = EnsembleTeacher([small_teacher(1, max_len=8), small_teacher(2, max_len=8, dim=8, blocks=1)])
+    table = ensemble.item_vectors()
+    assert table.shape == (40, 24)
+    student = build_student(StudentConfig(architecture="teacher-encoder", history_len=8), 24, ensemble)
+    histories = [np.random.default_rng(1).integers(0, 40, n) for n in (1, 4, 8, 12)]
+    want = ensemble.user_vectors(histories)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    x, m = history_inputs(histories, table, 8)
+    student.MASK_PENALTY = 1e4
+    np.testing.assert_allclose(student(x, m).numpy(), want, atol=2e-5)
+    with pytest.raises(ValueError, match="make 24-d user vectors, its item vectors are 16-d"):
+        build_student(StudentConfig(architecture="teacher-encoder", history_len=8), 16, ensemble)
 
 
 def test_teacher_encoder_student_needs_a_sasrec_teacher_and_a_window_it_can_read():

@@ -5,7 +5,16 @@ import pytest
 
 from converter.data import Item, build_dataset, leave_one_out
 from converter.evaluate import evaluate
-from converter.teacher import SASRecConfig, SASRecTeacher, Teacher, train_sasrec
+from converter.teacher import (
+    EnsembleTeacher,
+    SASRecConfig,
+    SASRecTeacher,
+    Teacher,
+    load_teacher,
+    member_configs,
+    train_ensemble,
+    train_sasrec,
+)
 
 N_ITEMS = 30
 
@@ -108,3 +117,47 @@ def test_id_dropout_trains_items_on_their_text_alone_and_never_serves_that_way()
     assert np.allclose(net.item_table().numpy(), text_only + net.id_emb.embeddings.numpy())  # serving: never
     half = SASRecNet(6, SASRecConfig(dim=8, max_len=4, id_dropout=0.5), text).item_table(training=True).numpy()
     assert half.shape == (7, 8)
+
+
+def test_an_ensemble_scores_by_its_members_summed_scores_and_saves_as_one(trained, tmp_path):
+    data, split, teacher, _ = trained
+    config = SASRecConfig(max_len=10, dim=8, blocks=1, dropout=0.0, max_epochs=2, eval_every=1, use_text=False, seed=3)
+    other, _ = train_sasrec(split, [it.id for it in data.items], None, config, log=lambda m: None)
+    ensemble = EnsembleTeacher([teacher, other])
+    hist = split.test.histories[:9]
+    np.testing.assert_allclose(ensemble.scores(hist), teacher.scores(hist) + other.scores(hist), rtol=1e-4, atol=1e-4)
+    assert ensemble.item_vectors().shape == (N_ITEMS, 24)
+    prefixes = ensemble.prefix_user_vectors([split.train[0]], [np.array([3, 5])])
+    np.testing.assert_allclose(prefixes, ensemble.user_vectors([split.train[0][:3], split.train[0][:5]]), atol=1e-4)
+    ensemble.save(tmp_path / "e")
+    again = load_teacher(tmp_path / "e")
+    assert isinstance(again, EnsembleTeacher) and again.configs == [teacher.config, other.config]
+    np.testing.assert_allclose(again.scores(hist), ensemble.scores(hist), rtol=1e-5, atol=1e-5)
+    assert isinstance(load_teacher(tmp_path / "e" / "member0"), SASRecTeacher)
+    assert not list(tmp_path.glob(".e.*")), "no staging leftovers"
+    with pytest.raises(ValueError, match="at least 2 teachers"):
+        EnsembleTeacher([teacher])
+    other.item_ids = other.item_ids[::-1]
+    with pytest.raises(ValueError, match="share one catalog"):
+        EnsembleTeacher([teacher, other])
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text('{"format": "someone-else/2"}')
+    with pytest.raises(ValueError, match="unknown teacher format 'someone-else/2'"):
+        load_teacher(tmp_path / "odd")
+
+
+def test_ensemble_members_come_from_a_spec_and_train_within_one_budget():
+    base = SASRecConfig(max_len=10, dim=8, blocks=1, max_epochs=1, eval_every=1, use_text=False)
+    a, b, c = member_configs("default, dim=16, blocks=2+dropout=0.3+use-text=false", base)
+    assert a == base and (b.dim, b.blocks) == (16, 1) and (c.blocks, c.dropout, c.use_text) == (2, 0.3, False)
+    with pytest.raises(ValueError, match="'width=3' is not key=value of a teacher setting"):
+        member_configs("default,width=3", base)
+    with pytest.raises(ValueError, match="dim must be a int, not 'wide'"):
+        member_configs("default,dim=wide", base)
+    with pytest.raises(ValueError, match="an ensemble needs at least 2"):
+        member_configs("dim=16", base)
+    data, split = cyclic_split(n_users=30)
+    ensemble = train_ensemble(split, [it.id for it in data.items], None, [a, b], budget_minutes=5, log=lambda m: None)
+    assert [m.config for m in ensemble.members] == [a, b] and len(ensemble.info["stopped"]) == 2
+    with pytest.raises(ValueError, match="budget ran out before member 1 of 2"):
+        train_ensemble(split, [it.id for it in data.items], None, [a, b], budget_minutes=0, log=lambda m: None)

@@ -1,11 +1,12 @@
-"""Server models: the Teacher interface and the reference SASRec teacher.
+"""Server models: the Teacher interface, the reference SASRec teacher and ensembles of teachers.
 
 ``Teacher`` (the plug-in interface) imports without TensorFlow, so a teacher of your own needs no Keras;
 the reference SASRec teacher loads TensorFlow when first used.
 """
 from .base import Teacher, TextHead
+from .ensemble import EnsembleTeacher, load_teacher, member_configs, train_ensemble, train_teacher
 
-__all__ = ["Teacher", "TextHead", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
+__all__ = ["Teacher", "TextHead", "EnsembleTeacher", "load_teacher", "member_configs", "train_ensemble", "train_teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
 
 
 def __getattr__(name: str):

@@ -93,10 +93,12 @@ def refit_teacher(teacher: SASRecTeacher, split: Split, config: Optional[SASRecC
 
 def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.ndarray] = None,
                  config: Optional[SASRecConfig] = None,
-                 log: Callable[[str], None] = say) -> "tuple[SASRecTeacher, TrainLog]":
+                 log: Callable[[str], None] = say, max_minutes: Optional[float] = None) -> "tuple[SASRecTeacher, TrainLog]":
     """Train a SASRec teacher on ``split.train``; keep the weights of the best validation NDCG@10, then
-    refit them on train + validation items (see :func:`refit_teacher`)."""
+    refit them on train + validation items (see :func:`refit_teacher`). ``max_minutes``: a budget for this
+    run below the config's own (an ensemble's later members), not saved with the teacher."""
     c = config or SASRecConfig()
+    budget = c.max_minutes if max_minutes is None else min(c.max_minutes, max_minutes)
     keras.utils.set_random_seed(c.seed)
     rng = np.random.default_rng(c.seed)
     n_items = len(item_ids)
@@ -110,7 +112,7 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
     for epoch in range(1, c.max_epochs + 1):
         row: Dict[str, float] = {"epoch": epoch, "loss": _epoch(step, split.train, c, rng, f"epoch {epoch}"),
                                  "minutes": (time.time() - start) / 60}
-        out_of_time = row["minutes"] >= c.max_minutes
+        out_of_time = row["minutes"] >= budget
         if epoch % c.eval_every == 0 or epoch == c.max_epochs or out_of_time:
             valid = evaluate(teacher, split.valid, n_items, ks=(10,))
             row.update({f"valid_{k}": v for k, v in valid.items() if k != "users"})
@@ -129,7 +131,7 @@ def train_sasrec(split: Split, item_ids: List[str], text_vectors: Optional[np.nd
             result.stopped = f"early stop: no validation gain in {c.patience} evaluations"
             break
         if out_of_time:
-            result.stopped = f"time budget of {c.max_minutes} min reached"
+            result.stopped = f"time budget of {budget:g} min reached"
             break
     else:
         result.stopped = f"max_epochs={c.max_epochs} reached"
