@@ -21,8 +21,8 @@ def plot(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = r["rows"]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    labels = [row["label"].replace(" + ", " +\n") for row in rows]
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(rows)), 4.2))
+    labels = ["\n+ ".join(m.removeprefix("teacher-") for m in row["members"]) for row in rows]
     values = [row["metrics"]["NDCG@10"] for row in rows]
     ax.bar(range(len(rows)), values, color=["tab:blue" if len(row["members"]) == 1 else "tab:orange" for row in rows])
     for i, v in enumerate(values):

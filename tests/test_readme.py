@@ -22,12 +22,12 @@ def test_readme_numbers_match_the_results_files():
 
 
 def test_results_files_record_what_they_measured():
-    for name in ("conversion_report_ml1m.json", "runtime_latency.json", "delta_sync.json", "speedup.json", "kiosk.json",
-                 "demo_quick.json", "fleet.json"):
+    for name in ("conversion_report_ml1m.json", "conversion_report_ml1m_ensemble.json", "runtime_latency.json",
+                 "delta_sync.json", "speedup.json", "kiosk.json", "demo_quick.json", "fleet.json", "teacher_ensemble.json"):
         record = readme_numbers.load(name)["machine"]
         assert {"commit", "cpu", "cores", "interpreter", "measured"} <= set(record), name
-    for name in ("conversion_report_ml1m.json", "runtime_latency.json", "delta_sync.json", "speedup.json", "kiosk.json",
-                 "fleet.json", "cold_start.json", "cold_start_id_dropout.json"):
+    for name in ("conversion_report_ml1m.json", "conversion_report_ml1m_ensemble.json", "runtime_latency.json",
+                 "delta_sync.json", "speedup.json", "kiosk.json", "fleet.json", "cold_start.json", "cold_start_id_dropout.json"):
         assert len(readme_numbers.load(name)["machine"]["bundle_manifest_sha256"]) == 64, name
 
 
