@@ -198,16 +198,16 @@ def _at_a_time(f: Dict[str, Any]) -> str:
 
 
 def device() -> str:
-    lines = ["| run | golden cases | query vectors vs x86 | same top-10 | search: same top-10 | installed |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | golden cases: identical / min query cosine | vs the x86 kit: identical top-10 / min overlap / min "
+             "query cosine | search: same top-10 | installed |", "| --- | --- | --- | --- | --- |"]
     for name, label in (("device_x86_64.json", "x86_64"), ("arm64-tflite.json", "aarch64 (emulated) tflite-runtime"),
                         ("arm64-litert.json", "aarch64 (emulated) ai-edge-litert")):
         d = load(name)
-        p, s = d["parity"], d.get("search")
+        p, s, g = d["parity"], d.get("search"), d["golden"]
         searched = f"{s['identical_top10']}/{s['queries']}" if s else "n/a"
-        lines.append(f"| {label} {d.get('backend', '')} | {d['golden']['identical_top10']}/{d['golden']['cases']} | max abs "
-                     f"diff {p['max_abs_query_diff']:.1g} | {p['identical_top10']}/{p['cases']} | {searched} | "
-                     f"{d['installed_mb']['total']:.0f} MB |")
+        lines.append(f"| {label} {d.get('backend', '')} | {g['identical_top10']}/{g['cases']} / {g['min_cosine']:.4f} | "
+                     f"{p['identical_top10']}/{p['cases']} / {p['min_top10_overlap']:.1f} / {p['min_query_cosine']:.4f} | "
+                     f"{searched} | {d['installed_mb']['total']:.0f} MB |")
     return "\n".join(lines)
 
 

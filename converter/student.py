@@ -142,6 +142,13 @@ class _CopiedEncoder:
         self.final_ln = ln(net.final_ln, "final_ln")
 
     @staticmethod
+    def _dense(x, params):
+        """``x @ w + b`` for (B, rows, d) ``x``; over more than one row as a 1 x 1 convolution (CONV_2D):
+        tflite-runtime 2.14 on aarch64 dies with SIGSEGV in an int8 FULLY_CONNECTED over several rows."""
+        w, b = params
+        return (x @ w if x.shape[1] == 1 else tf.nn.conv1d(x, w[None], 1, "VALID")) + b
+
+    @staticmethod
     def _norm(x, params, pad):
         gamma, beta, eps = params
         mean = tf.reduce_mean(x, axis=-1, keepdims=True)
@@ -177,11 +184,11 @@ class _CopiedEncoder:
         for i, b in enumerate(self.blocks):
             if i == len(self.blocks) - 1:  # only the last slot's output is read: its row alone attends from here on
                 x, pad, valid, penalty = x[:, -1:], pad[:, -1:], valid[:, -1:], penalty[:, -1:]
-            q = self._norm(x, b["ln_attn"], pad) @ b["q"][0] + b["q"][1]
-            k, v = keys_values @ b["k"][0] + b["k"][1], keys_values @ b["v"][0] + b["v"][1]
-            x = x + self._attend(q, k, v, penalty, training) @ b["o"][0] + b["o"][1]
-            h = tf.nn.relu(self._norm(x, b["ln_ffn"], pad) @ b["ffn_in"][0] + b["ffn_in"][1])
-            x = keys_values = (x + h @ b["ffn_out"][0] + b["ffn_out"][1]) * valid
+            q = self._dense(self._norm(x, b["ln_attn"], pad), b["q"])
+            k, v = self._dense(keys_values, b["k"]), self._dense(keys_values, b["v"])
+            x = x + self._dense(self._attend(q, k, v, penalty, training), b["o"])
+            h = tf.nn.relu(self._dense(self._norm(x, b["ln_ffn"], pad), b["ffn_in"]))
+            x = keys_values = (x + self._dense(h, b["ffn_out"])) * valid
         return self._norm(x, self.final_ln, pad)[:, -1, :]
 
 
@@ -196,7 +203,8 @@ class TeacherEncoderStudent(keras.Model):
 
     Written for full-int8 conversion and the Edge TPU: attention as MUL + SUM (no BATCH_MATMUL) when not
     training, an additive mask penalty instead of -inf, LayerNorm whose padded rows see a variance of 1 (a
-    zero row's 1/sqrt(1e-8) would take the whole int8 range), positions shifted by a convolution."""
+    zero row's 1/sqrt(1e-8) would take the whole int8 range), positions shifted by a convolution, per-slot
+    projections as 1 x 1 convolutions (see ``_CopiedEncoder._dense``)."""
 
     # small, so the softmax input's int8 scale stays fine (ML-1M, copied teacher: int8 top-10 overlap with
     # the teacher 0.757 at 16, 0.779 at 5); a masked slot keeps e^-5 of a weight, which distillation absorbs

@@ -50,8 +50,8 @@ def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
     search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64),), dims=(32,), general_texts=4000,
                           catalog_texts=4000, epochs=3, queries_per_kind=1, golden_queries=6)
     convert(data, split, teacher, out / "bundle", key,
-            # the shipped default student (the teacher's own encoder, int8: attention as MUL + SUM, positions by
-            # CONV_2D), which reads the teacher's whole window: a copy, no distillation epochs
+            # the default student (the teacher's own encoder, int8: attention as MUL + SUM, positions and per-slot
+            # projections by CONV_2D), reading the teacher's whole window: a copy, no distillation epochs
             ConvertConfig(architectures=("teacher-encoder",), student=StudentConfig(history_len=50),
                           representative_cases=100, parity_cases=100, latency_queries=30, golden_cases=8, search=search,
                           search_eval_queries=200,

@@ -95,7 +95,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .bundle import Bundle, read_manifest
-    from .golden import TOLERANT_OVERLAP
+    from .golden import MIN_COSINE, MIN_OVERLAP
     from .recommender import EdgeRecommender
     m = read_manifest(Path(args.bundle))
     print(f"bundle {args.bundle}: format {m.format} v{m.format_version}, bundle version {m.bundle_version}, created {m.created}")
@@ -134,10 +134,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"accelerator: {rec.model.accelerator} ({rec.model.accelerator_note})")
     print(f"interpreter: {rec.model.backend}; ops in the model: {', '.join(sorted(set(report.ops)))}; "
           f"Edge TPU: {'compatible' if not report.edgetpu_blockers else 'not compatible (' + '; '.join(report.edgetpu_blockers) + ')'}")
-    g = rec.check_golden(tolerant=m.index.built_on_device)
-    rule = f"top-10 overlap >= {TOLERANT_OVERLAP} (an index this device grew)" if g.tolerant else "identical top-10"
+    g = rec.check_golden()
     print(f"golden cases ({g.search_cases} of them search queries): {g.top_identical}/{g.cases} identical top-10, "
-          f"min overlap {g.min_overlap:.2f}, min query cosine {g.min_cosine:.5f}; rule: {rule}: {'PASS' if g.passed else 'FAIL'}")
+          f"min overlap {g.min_overlap:.2f}, min query cosine {g.min_cosine:.5f}; rule: every top-10 overlap >= "
+          f"{MIN_OVERLAP} and query cosine >= {MIN_COSINE}: {'PASS' if g.passed else 'FAIL'}")
     return 0 if g.passed else 3
 
 

@@ -1,5 +1,15 @@
 """Golden cases: computed by the converter (or publisher) with the runtime's own code, replayed by every
-device, and the health check a version must pass to become (or stay) current."""
+device, and the health check a version must pass to become (or stay) current.
+
+The rule is closeness, not bit-identity: every query vector within cosine MIN_COSINE of the converter's and
+every top-10 sharing MIN_OVERLAP of its items. TFLite's optimized int8 kernels requantize fully connected and
+convolution outputs with different rounding on x86_64 and aarch64 (a step in about 1 of 3,000 outputs), and
+a student with attention stacks that: the ML-1M teacher-encoder student's query vectors for 200 test
+histories, x86_64 against emulated aarch64 (ai-edge-litert 2.3.0), came as close as cosine 0.9963 and top-10
+overlap 0.8 (mean 0.95); TFLite's reference kernels are no way out (identical on both machines, but far
+from the optimized ones and from tflite-runtime's). An index a device grew itself rounds its floats its own
+way too. A broken model, table or interpreter misses the cosine by far. How many cases a device reproduced
+exactly is reported beside the rule."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +26,8 @@ from .signing import KeyLike
 if TYPE_CHECKING:
     from .recommender import EdgeRecommender
 
-TOLERANT_OVERLAP = 0.8  # golden top-10 overlap accepted for an index built on the device
-MIN_COSINE = 0.999      # query vectors must reproduce the converter's this closely
+MIN_OVERLAP = 0.7  # every golden top-10 shares at least this much with the converter's
+MIN_COSINE = 0.99  # query vectors must reproduce the converter's this closely
 SEARCH_MARGIN = 1e-4    # least score gap between consecutive results of a golden search query
 
 
@@ -29,13 +39,11 @@ class GoldenResult:
     top_identical: int
     min_cosine: float
     min_overlap: float = 1.0  # smallest top-k overlap with the expected list
-    tolerant: bool = False    # an index built on the device: near-ties may swap an item or two
     search_cases: int = 0     # of ``cases``, how many are search queries
 
     @property
     def passed(self) -> bool:
-        top_ok = self.min_overlap >= TOLERANT_OVERLAP if self.tolerant else self.top_identical == self.cases
-        return top_ok and self.min_cosine >= MIN_COSINE
+        return self.min_overlap >= MIN_OVERLAP and self.min_cosine >= MIN_COSINE
 
 
 def compute(rec: "EdgeRecommender", histories: Sequence[np.ndarray], queries: Sequence[str] = (), k: int = 10,
@@ -72,10 +80,8 @@ def _cosine(a: Any, expected: np.ndarray) -> float:
     return cos if np.isfinite(cos) else -1.0  # a NaN query fails the check
 
 
-def replay(rec: "EdgeRecommender", tolerant: bool = False) -> GoldenResult:
-    """Replay a bundle's golden cases: same top-10 and query cosine >= MIN_COSINE expected. ``tolerant``
-    (for an index a device grew itself, whose float rounding can differ from the publisher's) accepts a
-    top-10 overlap of at least TOLERANT_OVERLAP."""
+def replay(rec: "EdgeRecommender") -> GoldenResult:
+    """Replay a bundle's golden cases: query cosines, top-10 overlaps and exact matches with the converter's."""
     m = rec.bundle.manifest
     same, cosines, overlaps = 0, [], [1.0]
 
@@ -94,20 +100,19 @@ def replay(rec: "EdgeRecommender", tolerant: bool = False) -> GoldenResult:
     for sc in searches:
         cosines.append(_cosine(rec.search_vector(sc.query), np.asarray(sc.vector, np.float32)))
         compare([r.item_id for r in rec.search(sc.query, k=len(sc.top), personalize=False)], sc.top)
-    return GoldenResult(len(m.golden) + len(searches), same, min(cosines) if cosines else 1.0, min(overlaps), tolerant,
-                        len(searches))
+    return GoldenResult(len(m.golden) + len(searches), same, min(cosines) if cosines else 1.0, min(overlaps), len(searches))
 
 
 def check_version(path: Path, keys: Sequence[KeyLike], threshold: int, **kw: Any) -> "EdgeRecommender":
     """The health check a version must pass to be (or stay) current: verified bundle, a model that gives
-    finite answers, and every golden case reproduced. Returns the checked recommender (``kw`` as for
+    finite answers, and every golden case reproduced (see the module's rule). Returns the checked recommender (``kw`` as for
     :class:`EdgeRecommender`), so a caller that serves the version need not load it again; the caller
     closes it. On failure it is closed here."""
     from .recommender import EdgeRecommender
     rec = EdgeRecommender(Bundle.open(path, keys, threshold), **kw)
     try:
         m = rec.bundle.manifest
-        result = replay(rec, tolerant=m.index.built_on_device)
+        result = replay(rec)
         if not result.passed:
             raise HealthCheckError(f"version {m.bundle_version} fails its golden cases ({result.top_identical}/"
                                    f"{result.cases} identical, min top-10 overlap {result.min_overlap:.2f}, "

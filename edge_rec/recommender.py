@@ -296,7 +296,7 @@ class EdgeRecommender:
         return [Recommendation(item_id, sc, meta) for item_id, sc, meta
                 in zip(self.items.ids.take(rows), scores.tolist(), self.items.metadata_rows(rows.tolist()))]
 
-    def check_golden(self, tolerant: bool = False) -> "GoldenResult":
+    def check_golden(self) -> "GoldenResult":
         """Replay the manifest's golden cases (see :func:`edge_rec.golden.replay`)."""
         from .golden import replay
-        return replay(self, tolerant)
+        return replay(self)
