@@ -146,10 +146,10 @@ def run_cold_start(dataset: Dataset, out: PathLike, private_key: PathLike, teach
     from .convert import convert
     from .publish import changes_from_catalog, publish_bundle, publish_changes
     from .search.model import SearchModel
-    from .teacher import train_teacher
+    from .teacher import teacher_configs, train_teacher
     from .workflow import text_vectors
 
-    if not all(getattr(c, "use_text", False) for c in (teacher_config if isinstance(teacher_config, list) else [teacher_config])):
+    if not all(getattr(c, "use_text", False) for c in teacher_configs(teacher_config)):
         raise ConverterError("cold start needs a teacher with item text: new items are placed from their text")
     out = Path(out)
     protocol = leave_one_out(dataset, seen_items).seen_items  # the full data's protocol, kept for the warm part

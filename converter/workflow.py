@@ -41,9 +41,9 @@ def train_or_load_teacher(dataset: Dataset, split: Split, out: PathLike, cache_d
     """Reuse the teacher saved at ``out`` if it was trained on this data set with this config. ``config``:
     a ``SASRecConfig``, or a list of them for an ensemble (trained in turn within the first one's
     ``max_minutes``)."""
-    from .teacher import EnsembleTeacher, SASRecConfig, load_teacher, train_teacher
+    from .teacher import EnsembleTeacher, SASRecConfig, load_teacher, teacher_configs, train_teacher
     config = config or SASRecConfig()
-    configs = list(config) if isinstance(config, (list, tuple)) else [config]
+    configs = teacher_configs(config)
     out = Path(out)
     if not force and (out / "config.json").is_file():
         teacher = load_teacher(out)

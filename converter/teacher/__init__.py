@@ -4,9 +4,9 @@
 the reference SASRec teacher loads TensorFlow when first used.
 """
 from .base import Teacher, TextHead
-from .ensemble import EnsembleTeacher, load_teacher, member_configs, train_ensemble, train_teacher
+from .ensemble import EnsembleTeacher, load_teacher, member_configs, teacher_configs, train_ensemble, train_teacher
 
-__all__ = ["Teacher", "TextHead", "EnsembleTeacher", "load_teacher", "member_configs", "train_ensemble", "train_teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
+__all__ = ["Teacher", "TextHead", "EnsembleTeacher", "load_teacher", "member_configs", "teacher_configs", "train_ensemble", "train_teacher", "SASRecConfig", "SASRecNet", "SASRecTeacher", "TrainLog", "refit_teacher", "train_sasrec"]
 
 
 def __getattr__(name: str):

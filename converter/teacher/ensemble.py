@@ -146,11 +146,16 @@ def train_ensemble(split, item_ids: List[str], text_vectors: Optional[np.ndarray
     return EnsembleTeacher(members, {"budget_minutes": budget_minutes})
 
 
+def teacher_configs(config: Any) -> List[Any]:
+    """The member configs a teacher setting names: a list of them (an ensemble) as a list, one config as [it]."""
+    return list(config) if isinstance(config, (list, tuple)) else [config]
+
+
 def train_teacher(split, item_ids: List[str], text_vectors: Optional[np.ndarray], config: Any,
                   log: Callable[[str], None] = say) -> Teacher:
     """A SASRec teacher for a ``SASRecConfig``, an ensemble for a list of them (trained within the first
     one's ``max_minutes``); the saved info says how training stopped."""
     from .train import train_sasrec
-    if isinstance(config, (list, tuple)):
-        return train_ensemble(split, item_ids, text_vectors, config, config[0].max_minutes, log=log)
-    return train_sasrec(split, item_ids, text_vectors, config, log=log)[0]
+    if not isinstance(config, (list, tuple)):
+        return train_sasrec(split, item_ids, text_vectors, config, log=log)[0]
+    return train_ensemble(split, item_ids, text_vectors, config, config[0].max_minutes, log=log)
