@@ -104,6 +104,7 @@ def small_search_config():
     """Search settings for tests: two tiny encoder sizes and a small transfer set (minutes, not an hour)."""
     from converter.search.build import SearchConfig
     from converter.search.encoder import EncoderConfig
-    return SearchConfig(encoders=(EncoderConfig("tiny", 1000, 0, 32, 64), EncoderConfig("tiny-bigrams", 1500, 1500, 32, 64)),
+    return SearchConfig(encoders=(EncoderConfig("tiny", 1000, 0, 32, 64, head_pieces=0),
+                                  EncoderConfig("tiny-split", 1500, 1500, 32, 64, head_pieces=500, tail_dim=16)),
                         dims=(16, 32), general_texts=4000, catalog_texts=4000, epochs=3, queries_per_kind=1,
                         representative=200, parity_cases=200, golden_queries=6)

@@ -55,7 +55,7 @@ class SearchConfig:
     queries_per_kind: int = 3      # training queries per item and kind
     general_texts: int = 110_000   # transfer set: phrases of the language model's vocabulary words ...
     catalog_texts: int = 90_000    # ... and of the training items' words
-    epochs: int = 8                # imitation of the language model
+    epochs: int = 12               # imitation of the language model
     reference_title_weight: float = 0.3  # title matching while choosing the encoder (the bundle's is tuned later)
     representative: int = 400
     parity_cases: int = 400
@@ -217,6 +217,7 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
         "training_texts": {"queries": len(train_q), "transfer": len(transfer)}, "dim": pick["space"].dim,
         "encoders": [{"name": cand["config"].name, "dim": cand["space"].dim, "vocab_size": cand["features"].vocab_size,
                       "bigram_buckets": cand["features"].bigram_buckets, "embed_dim": cand["config"].embed_dim,
+                      "head_pieces": cand["net"].head_rows, "tail_dim": cand["config"].tail_dim,
                       "hidden": cand["config"].hidden, "parameters": cand["parameters"],
                       "tokenizer_bytes": len(cand["tokenizer"]), "minutes": cand["minutes"],
                       "imitation_cosine": 1 - cand["imitation_curve"][-1], "validation": cand["valid"]}

@@ -1,10 +1,12 @@
 """The query encoder and the search space, distilled from the language model (all-MiniLM-L6-v2).
 
-Query side (runs on the device, int8 TFLite): a bag of SentencePiece pieces and hashed piece bigrams,
-embedded (rows initialised with the language model's vector of each piece's text), summed and
+Query side (runs on the device, int8 TFLite): a bag of SentencePiece pieces (and optionally hashed piece
+bigrams), embedded (rows initialised with the language model's vector of each piece's text), summed and
 L2-normalised (the direction of the mean, without an int8 DIV), then a residual MLP that imitates the
-language model's sentence vector, and a fixed projection into the search space. One FULLY_CONNECTED
-over the feature vector is the embedding bag, so every op is int8 and Edge TPU mappable.
+language model's sentence vector, ending in the search space. The embedding bag is one FULLY_CONNECTED
+over the feature vector, or two when rare pieces get narrow rows (``head_pieces``: the vocabulary's
+size, not the rows' width, is what most limited agreement with the language model, and narrow rows pay
+for a large one), so every op is int8 and Edge TPU mappable.
 
 Training: the encoder imitates the language model's sentence vector (cosine) on the transfer set. The
 search space is the language model's own space cut to its first principal directions over the training
@@ -34,18 +36,24 @@ class EncoderConfig:
     """One size of query encoder."""
 
     name: str = "large"
-    vocab_size: int = 8000        # SentencePiece pieces
+    vocab_size: int = 24000       # SentencePiece pieces: 8,000 split common words ("junk mail": jun k mai l)
     bigram_buckets: int = 0       # hashed piece bigrams (0: none; 8,000 at 128 wide helped less than width)
-    embed_dim: int = 256          # the pooled query's width: what limited overlap with the language model
+    embed_dim: int = 256          # the pooled query's width
     hidden: int = 512
     max_pieces: int = 32
     max_count: float = 3.0
+    head_pieces: int = 3000       # the most frequent pieces get embed_dim-wide rows ...
+    tail_dim: int = 64            # ... the others (and bigrams) tail_dim-wide rows, widened by one shared matrix
+
+    def split(self, rows: int) -> int:
+        """How many of ``rows`` feature rows are full width (all of them when the tail would be empty)."""
+        return self.head_pieces if 0 < self.head_pieces < rows else rows
 
     def features(self, vocab_size: int) -> TextFeatures:
         return TextFeatures(vocab_size, self.bigram_buckets, self.max_pieces, self.max_count)
 
 
-SMALL = EncoderConfig(name="small", vocab_size=4000, bigram_buckets=0, embed_dim=96, hidden=256)
+SMALL = EncoderConfig(name="small", vocab_size=4000, bigram_buckets=0, embed_dim=96, hidden=256, head_pieces=0)
 LARGE = EncoderConfig()
 
 
@@ -75,7 +83,19 @@ class QueryEncoderNet(keras.Model):
         table = np.zeros((features.size, e), np.float32)
         table[:len(piece_vectors)] = piece_vectors @ basis.T
         table[0] = 0.0  # the unknown piece is never counted
-        self.table = self.add_weight(shape=table.shape, initializer=keras.initializers.Constant(table), name="table")
+        self.head_rows = config.split(features.size)
+        self.table = self.add_weight(shape=(self.head_rows, e), initializer=keras.initializers.Constant(table[:self.head_rows]),
+                                     name="table")
+        self.embedding = [self.table]
+        if self.head_rows < features.size:  # narrow rows: the tail's own principal directions, widened back
+            tail = table[self.head_rows:]
+            _, _, tail_basis = np.linalg.svd(tail, full_matrices=False)
+            widen = np.zeros((config.tail_dim, e), np.float32)
+            widen[:len(tail_basis)] = tail_basis[:config.tail_dim]
+            self.tail = self.add_weight(shape=(len(tail), config.tail_dim), name="tail",
+                                        initializer=keras.initializers.Constant(tail @ widen.T))
+            self.widen = self.add_weight(shape=widen.shape, initializer=keras.initializers.Constant(widen), name="widen")
+            self.embedding += [self.tail, self.widen]
         self.hidden = keras.layers.Dense(config.hidden, activation="relu", name="hidden")
         self.out = keras.layers.Dense(LM_DIM, name="out")
         self.skip = keras.layers.Dense(LM_DIM, use_bias=False, name="skip",
@@ -96,22 +116,44 @@ class QueryEncoderNet(keras.Model):
         x = tf.math.l2_normalize(pooled, axis=-1)
         return self.skip(x) + self.out(self.hidden(x))
 
+    def rows(self):
+        """Every feature row at full width (training gathers from it)."""
+        if len(self.embedding) == 1:
+            return self.table
+        return tf.concat([self.table, tf.matmul(self.tail, self.widen)], 0)
+
     def call(self, index, counts):
-        pooled = tf.reduce_sum(tf.gather(self.table, index) * counts[..., None], axis=1)
+        pooled = tf.reduce_sum(tf.gather(self.rows(), index) * counts[..., None], axis=1)
         return self.lm_vector(pooled)
 
     def search_vector(self, lm):
         return tf.math.l2_normalize(tf.matmul(lm, self.projection), axis=-1)
 
     def dense(self, features, training=False):
-        """(1, features) dense feature vector -> unit search vector: the function converted to int8 TFLite
-        (the embedding bag is one matmul, a FULLY_CONNECTED op)."""
-        return self.search_vector(self.lm_vector(tf.matmul(features, self.table)))
+        """(1, features) dense feature vector -> unit search vector: the function converted to int8 TFLite.
+        The embedding bag is one matmul (two with narrow rows), a FULLY_CONNECTED op each; the search
+        projection is folded into the last layers, so the device never computes the 384-d vector."""
+        if len(self.embedding) == 1:
+            pooled = tf.matmul(features, self.table)
+        else:
+            pooled = (tf.matmul(features[:, :self.head_rows], self.table)
+                      + tf.matmul(tf.matmul(features[:, self.head_rows:], self.tail), self.widen))
+        x = tf.math.l2_normalize(pooled, axis=-1)
+        p = self.projection
+        y = (tf.matmul(x, tf.matmul(self.skip.kernel, p)) + tf.matmul(self.hidden(x), tf.matmul(self.out.kernel, p))
+             + tf.matmul(self.out.bias[None, :], p))
+        return tf.math.l2_normalize(y, axis=-1)
+
+    @property
+    def training_variables(self) -> list:
+        """What imitation training updates."""
+        return self.embedding + self.hidden.trainable_variables + self.out.trainable_variables + self.skip.trainable_variables
 
     @property
     def parameters(self) -> int:
-        return int(sum(np.prod(v.shape) for v in [self.table] + self.hidden.weights + self.out.weights
-                       + self.skip.weights)) + int(np.prod(self.projection.shape))
+        """Weights on the device: the embedding, the MLP, and its last layers folded into the search space."""
+        e, h, dim = self.config.embed_dim, self.config.hidden, self.dim
+        return int(sum(np.prod(v.shape) for v in self.embedding)) + e * h + h + (h + e + 1) * dim
 
 
 @dataclass
@@ -160,7 +202,7 @@ def train_imitation(net: QueryEncoderNet, index: np.ndarray, counts: np.ndarray,
                     log: Callable[[str], None] = say) -> List[float]:
     """Stage 1: fit the encoder's language-model vector to the language model's (mean cosine distance)."""
     rng = np.random.default_rng(seed)
-    variables = [net.table] + net.hidden.trainable_variables + net.out.trainable_variables + net.skip.trainable_variables
+    variables = net.training_variables
     opt = keras.optimizers.Adam(learning_rate)
     opt.build(variables)
 
