@@ -47,7 +47,9 @@ def small_bundle(out: Path, users: int = 400) -> "tuple[Path, Path]":
     teacher, _ = train_sasrec(split, [it.id for it in data.items], lm.encode([it.text() for it in data.items]),
                               SASRecConfig(max_len=50, dim=64, max_epochs=6, eval_every=3))  # with text, as shipped
     key, _ = generate_keypair(out / "keys")
-    search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64),), dims=(32,), general_texts=4000,
+    # the shipped encoder's shape, small: rare pieces and bigrams in narrow rows (two FULLY_CONNECTED + STRIDED_SLICE)
+    search = SearchConfig(encoders=(EncoderConfig("kit", 1500, 1500, 32, 64, head_pieces=500, tail_dim=16),), dims=(32,),
+                          general_texts=4000,
                           catalog_texts=4000, epochs=3, queries_per_kind=1, golden_queries=6)
     convert(data, split, teacher, out / "bundle", key,
             # the default student (the teacher's own encoder, int8: attention as MUL + SUM, positions and per-slot
