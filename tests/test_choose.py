@@ -45,3 +45,24 @@ def test_among_faithful_students_edge_tpu_then_speed_decide(blockers, expected):
 def test_ndcg_below_the_teachers_bar_is_not_faithful_however_close_the_lists():
     name, _ = picked([candidate("copy", 0.170, 0.95, 0.9), candidate("pool", 0.183, 0.70, 0.05)])
     assert name == "pool"
+
+
+def search_candidate(name, known, intent, overlap, parameters, tokenizer_bytes, dim=192):
+    from types import SimpleNamespace
+    valid = {"known_item_success@5": {"all": known}, "intent_precision@10": {"all": intent},
+             "anchor_overlap@10": {"all": overlap}}
+    return {"config": SimpleNamespace(name=name), "space": SimpleNamespace(dim=dim), "valid": valid,
+            "parameters": parameters, "tokenizer": b"x" * tokenizer_bytes}
+
+
+def test_the_query_encoder_is_chosen_among_those_that_fit_the_device_budget():
+    from converter.search.build import choose_encoder
+    big = search_candidate("big", 0.96, 0.50, 0.64, 2_900_000, 200_000)      # best, but 3.1 MB with its tokenizer
+    large = search_candidate("large", 0.95, 0.48, 0.60, 2_400_000, 450_000)
+    small = search_candidate("small", 0.91, 0.45, 0.44, 480_000, 70_000)
+    pick, why = choose_encoder([small, large, big], 3_000_000, 0.3)
+    assert pick is large and "within 3,000,000 bytes" in why
+    near = search_candidate("near", 0.95, 0.48, 0.59, 1_000_000, 100_000)   # within 1% of large: the smaller wins
+    assert choose_encoder([large, near], 3_000_000, 0.3)[0] is near
+    with pytest.raises(ValueError, match="no query encoder fits 1,000 bytes.*small 550,000"):
+        choose_encoder([small], 1000, 0.3)

@@ -61,6 +61,7 @@ class SearchConfig:
     parity_cases: int = 400
     golden_queries: int = 8
     tuning_queries: int = 2000     # validation queries (a seeded sample) that choose the title weight and the blend
+    max_device_bytes: int = 3_000_000  # tokenizer + int8 encoder (one byte per weight): larger ones are measured, not chosen
 
 
 @dataclass
@@ -187,14 +188,7 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
             log(f"  search encoder {enc.name}, {space.dim} dimensions: {net.parameters:,} parameters, validation "
                 + ", ".join(f"{k} {v:.3f}" for k, v in headline(valid).items() if v is not None))
 
-    def score(cand: Dict[str, Any]) -> float:
-        return sum(v or 0.0 for v in headline(cand["valid"]).values())
-    best = max(score(cand) for cand in candidates)
-    pick = min((cand for cand in candidates if score(cand) >= 0.99 * best),
-               key=lambda cand: (cand["parameters"], cand["space"].dim))
-    why = (f"{pick['config'].name}, {pick['space'].dim} dimensions: validation known-item success@5 + intent "
-           f"precision@10 + anchor overlap@10 = {score(pick):.3f} with title matching at weight "
-           f"{c.reference_title_weight} (best {best:.3f}; within 1% the smaller encoder, then the smaller space, wins)")
+    pick, why = choose_encoder(candidates, c.max_device_bytes, c.reference_title_weight)
     log(f"  search: chosen {why}")
     pick["net"].set_space(pick["space"])
     pick["item_vectors"] = item_vectors_by_dim[pick["space"].dim]
@@ -228,6 +222,24 @@ def build_search(dataset: Dataset, text_encoder, config: Optional[SearchConfig] 
     }
     return SearchBuild(pick["tokenizer"], int8, features, pick["item_vectors"], pick["space"], eval_q, anchor_eval,
                        valid_q, pick["valid_vectors"], anchor_valid, golden, c.golden_queries, report)
+
+
+def choose_encoder(candidates: Sequence[Dict[str, Any]], max_device_bytes: int, title_weight: float) -> Tuple[Dict[str, Any], str]:
+    """The candidate (encoder, space) with the best validation sum of known-item success@5, intent precision@10
+    and anchor overlap@10 among those whose tokenizer + int8 weights fit ``max_device_bytes``; within 1% of
+    it the smaller encoder, then the smaller space. Returns it and why, in words."""
+    def score(cand: Dict[str, Any]) -> float:
+        return sum(v or 0.0 for v in headline(cand["valid"]).values())
+    fitting = [cand for cand in candidates if cand["parameters"] + len(cand["tokenizer"]) <= max_device_bytes]
+    if not fitting:
+        raise ValueError(f"no query encoder fits {max_device_bytes:,} bytes with its tokenizer: "
+                         + ", ".join(f"{cand['config'].name} {cand['parameters'] + len(cand['tokenizer']):,}" for cand in candidates))
+    best = max(score(cand) for cand in fitting)
+    pick = min((cand for cand in fitting if score(cand) >= 0.99 * best), key=lambda cand: (cand["parameters"], cand["space"].dim))
+    return pick, (f"{pick['config'].name}, {pick['space'].dim} dimensions: validation known-item success@5 + intent "
+                  f"precision@10 + anchor overlap@10 = {score(pick):.3f} with title matching at weight {title_weight} "
+                  f"(best {best:.3f} of those within {max_device_bytes:,} bytes; within 1% the smaller encoder, then the "
+                  "smaller space, wins)")
 
 
 def _golden_queries(queries: Sequence[Query], n: int) -> List[str]:

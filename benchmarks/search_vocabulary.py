@@ -1,0 +1,67 @@
+"""How large a vocabulary the query encoder needs, measured: SentencePiece vocabularies of 8,000 to 32,000
+pieces, with every row full width or with narrow rows for the rarer pieces, trained by the same build as
+`edge-rec convert` and compared on validation items' queries the way the device searches (encoder plus
+title matching), with their size on the device (tokenizer + int8 encoder; int8 weights are one byte each).
+
+An 8,000-piece vocabulary splits everyday words into fragments ("junk mail": jun k mai l), which a bag of
+pieces cannot put back together; this is the measurement behind the shipped vocabulary (24,000 pieces,
+3,000 full-width rows). Writes results/search_vocabulary.json and .png.
+
+    python benchmarks/search_vocabulary.py --data ... --cache artifacts/ml-1m/cache
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def candidates():
+    from converter.search.encoder import LARGE, EncoderConfig
+    return (EncoderConfig("8k pieces, 256 wide", 8000, head_pieces=0),
+            EncoderConfig("16k pieces, 128 wide", 16000, embed_dim=128, head_pieces=0),
+            EncoderConfig("16k pieces, 3k at 256 + 64", 16000),
+            EncoderConfig(f"24k pieces, 3k at 256 + 64 (shipped, {LARGE.name})", 24000),
+            EncoderConfig("32k pieces, 3k at 256 + 48", 32000, tail_dim=48))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="MovieLens-1M folder (default: the usual places)")
+    p.add_argument("--cache", default="artifacts/ml-1m/cache", help="language-model vector cache")
+    p.add_argument("--out", default=str(HERE / "results" / "search_vocabulary.json"))
+    args = p.parse_args()
+    from converter.provenance import machine_record
+    from converter.report import search_size_plot
+    from converter.search.build import SearchConfig, build_search
+    from converter.text import TextEncoder
+    from converter.workflow import load_dataset
+    t0 = time.time()
+    build = build_search(load_dataset(args.data), TextEncoder(cache_dir=args.cache),
+                         SearchConfig(encoders=candidates(), dims=(192,)))
+    rows = [{**e, "device_bytes": e["parameters"] + e["tokenizer_bytes"]} for e in build.report["encoders"]]
+    result = {"machine": machine_record(None), "what": __doc__.splitlines()[0], "candidates": rows,
+              "chosen_by_the_build": build.report["chosen"], "device_bytes_floor": 3_000_000,
+              "minutes": (time.time() - t0) / 60}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    search_size_plot(rows, build.report["chosen"], out.parent, plt, out.with_suffix(".png").name)
+    for r in rows:
+        v = r["validation"]
+        print(f"{r['name']}: {r['device_bytes'] / 1e6:.2f} MB, known-item {v['known_item_success@5']['all']:.3f}, "
+              f"intent {v['intent_precision@10']['all']:.3f}, overlap {v['anchor_overlap@10']['all']:.3f}")
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
