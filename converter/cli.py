@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
+from . import provenance  # noqa: F401  (records the commit this command starts with)
 from .teacher.ensemble import RECIPE as ENSEMBLE_RECIPE
 
 

@@ -2,6 +2,7 @@
 in every results file and conversion report so two results can be compared."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -13,8 +14,10 @@ from typing import Any, Dict, Optional, Union
 ROOT = Path(__file__).resolve().parents[1]  # the checkout (git commit of the code that measured)
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str:
-    """HEAD's commit, with "+changes" when the work tree differs from it."""
+    """HEAD's commit, with "+changes" when the work tree differs from it, as it was when this process first
+    asked (at import of this module): a long run records the code it started with, not a later commit."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
@@ -22,6 +25,9 @@ def git_commit() -> str:
         return head + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+git_commit()
 
 
 def cpu_model() -> str:
