@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Tuple, Union
@@ -161,16 +162,28 @@ class Bundle:
             raise IntegrityError(f"{name} changed after the bundle was verified")
         return data
 
-    def map_array(self, name: str) -> np.ndarray:
-        """A verified ``.npy`` file memory-mapped read-only: its pages are read when touched, so a large
-        table costs the device only the rows it uses. Mapped from the file that was verified (same inode,
-        size, mtime and ctime); a bundle's files are never rewritten in place (a sync writes a new version
-        beside it), so the mapping keeps the verified bytes."""
+    def _open_verified(self, name: str):
+        """The verified file, open for reading, refused if it is not the file that was verified (same inode,
+        size, mtime and ctime). A bundle's files are never rewritten in place (a sync writes a new version
+        beside it), so a mapping of it keeps the verified bytes."""
         self.verify_file(name)
+        f = open(self.path / name, "rb")
+        if self._verified.get(name) != _fingerprint(os.fstat(f.fileno())):
+            f.close()
+            raise IntegrityError(f"{name} changed after the bundle was verified")
+        return f
+
+    def map_bytes(self, name: str) -> "mmap.mmap | bytes":
+        """A verified file memory-mapped read-only (b"" when empty): its pages are read when touched and
+        are the kernel's to drop when memory is short, so the device holds only what it uses."""
+        with self._open_verified(name) as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+
+    def map_array(self, name: str) -> np.ndarray:
+        """A verified ``.npy`` file memory-mapped read-only (see :meth:`map_bytes`): a large table costs the
+        device only the rows it uses."""
         try:
-            with open(self.path / name, "rb") as f:
-                if self._verified.get(name) != _fingerprint(os.fstat(f.fileno())):
-                    raise IntegrityError(f"{name} changed after the bundle was verified")
+            with self._open_verified(name) as f:
                 version = np.lib.format.read_magic(f)
                 shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
                                          else np.lib.format.read_array_header_2_0(f))

@@ -1,13 +1,16 @@
-"""The item table's ids, held compactly: the ids file's bytes, each id's span in them, sorted hashes.
+"""The item table's ids, held compactly: the ids file's bytes, each id's span in them, sorted hash keys.
 
 At a million items a list of Python strings costs ~73 MB and a dict from id to row ~70 MB more; this
-keeps the file's bytes (~1 byte per id character) plus 16 bytes per id, and maps a history's ids to
-rows through their hashes, each hit checked against its bytes. Row ``r``'s id is decoded when asked for.
-An empty id is a tombstone (a row a delta deleted): it never maps to a row.
+keeps the file's bytes (~1 byte per id character, mapped from the bundle's file when it has one, so
+only the ids looked up are read) plus 16 bytes per id, and maps a history's ids to rows through 32-bit
+keys of their hashes, each hit checked against its bytes (equal keys are runs searched in turn). Row
+``r``'s id is decoded when asked for. An empty id is a tombstone (a row a delta deleted): it never maps
+to a row.
 """
 from __future__ import annotations
 
 import json
+import mmap
 from typing import Iterator, List, Sequence, Union, overload
 
 import numpy as np
@@ -30,12 +33,12 @@ class ItemIds(Sequence[str]):
     """Row -> id (``ids[r]``, decoded on demand) and ids -> rows (:meth:`rows`), in a few bytes per id."""
 
     def __init__(self, blob: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
-        self._blob = blob
+        self._blob: "bytes | mmap.mmap" = blob
         width = np.uint32 if len(blob) < 2 ** 32 else np.int64
         self._starts, self._ends = starts.astype(width), ends.astype(width)
-        hashes = hash_spans(np.frombuffer(blob, np.uint8), self._starts, self._ends).view(np.int64)
-        self._order = np.argsort(hashes, kind="stable").astype(np.int32 if len(starts) < 2 ** 31 else np.int64)
-        self._hashes = hashes[self._order]
+        keys = _key(hash_spans(np.frombuffer(blob, np.uint8), self._starts, self._ends))
+        self._order = np.argsort(keys, kind="stable").astype(np.int32 if len(starts) < 2 ** 31 else np.int64)
+        self._keys = keys[self._order]
         self._check_unique()
 
     @classmethod
@@ -46,16 +49,22 @@ class ItemIds(Sequence[str]):
         return cls(b"".join(encoded), ends - lengths, ends)
 
     @classmethod
-    def from_json(cls, data: bytes) -> "ItemIds":
+    def from_json(cls, data: bytes, mapped: "mmap.mmap | bytes | None" = None) -> "ItemIds":
         """The ids file (a JSON list of strings). Ids without escapes (the usual case) are located in the
-        file's bytes by numpy, which then serve as the blob; a file with escapes is parsed by ``json``."""
+        file's bytes by numpy, which then serve as the blob (``mapped``, the same file memory-mapped, if
+        given: ``data`` is then only read once, at opening); a file with escapes is parsed by ``json``."""
         spans = _plain_json_strings(data) if b"\\" not in data else None
         if spans is not None:
             try:
                 data.decode(_ENCODING)
             except UnicodeDecodeError as e:
                 raise ManifestError(f"item ids are not a JSON list: {e}") from None
-            return cls(data, *spans)
+            table = cls(data, *spans)
+            if mapped is not None:
+                if len(mapped) != len(data):
+                    raise ManifestError("the mapped item ids differ from the ids file read")
+                table._blob = mapped
+            return table
         try:
             value = json.loads(data.decode(_ENCODING))
         except (UnicodeDecodeError, ValueError) as e:
@@ -103,17 +112,17 @@ class ItemIds(Sequence[str]):
         if not wanted or not len(self):
             return np.full(len(wanted), -1, np.int64)
         if len(wanted) <= _FEW:  # in Python: numpy's per-call cost exceeds the work for a few ids
-            hashes = [h - (1 << 64) if h >> 63 else h for h in map(hash_bytes, wanted)]  # signed, as stored
-            positions = [self._hashes.searchsorted(h).item() for h in hashes]
+            keys = [hash_bytes(w) >> 32 for w in wanted]  # as a uint32 below: a Python int would cast the array
+            positions = [self._keys.searchsorted(np.uint32(h)).item() for h in keys]
         else:
             ends = np.cumsum(np.fromiter(map(len, wanted), np.int64, len(wanted)))
-            signed = hash_spans(np.frombuffer(b"".join(wanted), np.uint8), np.r_[0, ends[:-1]], ends).view(np.int64)
-            hashes, positions = signed.tolist(), np.searchsorted(self._hashes, signed).tolist()
-        return np.array([self._row_of(w, h, p) for w, h, p in zip(wanted, hashes, positions)], np.int64)
+            found = _key(hash_spans(np.frombuffer(b"".join(wanted), np.uint8), np.r_[0, ends[:-1]], ends))
+            keys, positions = found.tolist(), np.searchsorted(self._keys, found).tolist()
+        return np.array([self._row_of(w, h, p) for w, h, p in zip(wanted, keys, positions)], np.int64)
 
     def _row_of(self, wanted: bytes, h: int, p: int) -> int:
-        """The row holding ``wanted`` among the ids whose hash is ``h`` (a run from position ``p``), or -1."""
-        hashes = self._hashes
+        """The row holding ``wanted`` among the ids whose key is ``h`` (a run from position ``p``), or -1."""
+        hashes = self._keys
         while p < len(hashes) and hashes.item(p) == h:
             r = self._order.item(p)
             if wanted and self._raw(r) == wanted:
@@ -122,15 +131,21 @@ class ItemIds(Sequence[str]):
         return -1
 
     def _check_unique(self) -> None:
-        """Equal ids have equal hashes: only runs of equal hashes (collisions, tombstones) need a look."""
-        same = np.flatnonzero(self._hashes[1:] == self._hashes[:-1])
+        """Equal ids have equal keys: only runs of equal keys (collisions, tombstones) need a look."""
+        same = np.flatnonzero(self._keys[1:] == self._keys[:-1])
         for start in same[np.r_[True, np.diff(same) > 1]].tolist() if len(same) else []:
             end = start + 1
-            while end + 1 < len(self._hashes) and self._hashes[end + 1] == self._hashes[start]:
+            while end + 1 < len(self._keys) and self._keys[end + 1] == self._keys[start]:
                 end += 1
             live = [b for b in map(self._raw, self._order[start:end + 1].tolist()) if b]
             if len(set(live)) != len(live):
                 raise IncompatibleBundleError("item ids are not unique")
+
+
+def _key(hashes: np.ndarray) -> np.ndarray:
+    """The 32-bit lookup keys of 64-bit hashes (their high half: a quarter of the memory at a million ids,
+    and about a hundred colliding pairs, which the byte check sorts out)."""
+    return (hashes >> np.uint64(32)).astype(np.uint32)
 
 
 def hash_bytes(data: bytes) -> int:

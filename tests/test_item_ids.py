@@ -56,3 +56,23 @@ def test_one_hash_in_python_and_in_numpy():
     table = ItemIds.from_list([str(i) for i in range(100)])
     wanted = [str(i) for i in rng.permutation(120)]
     assert table.rows(wanted[:5]).tolist() + table.rows(wanted[5:]).tolist() == [int(w) if int(w) < 100 else -1 for w in wanted]
+
+
+def test_ids_kept_in_a_mapped_file_read_as_the_bytes_do(tmp_path):
+    """The device keeps the ids file mapped (only the ids it looks up are read) and its keys are 32 bits:
+    ids whose keys collide are still told apart by their bytes."""
+    import mmap
+    ids = [f"item-{i}" for i in range(20000)]
+    path = tmp_path / "ids.json"
+    path.write_bytes(json.dumps(ids).encode())
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    table = ItemIds.from_json(path.read_bytes(), mapped)
+    assert table._blob is mapped and table._keys.dtype == np.uint32
+    assert table.rows(ids[::997] + ["item-x"]).tolist() == list(range(0, 20000, 997)) + [-1]
+    assert table.take([5, 19999]) == ["item-5", "item-19999"] and table[7] == "item-7"
+    with pytest.raises(ManifestError, match="mapped item ids differ"):
+        ItemIds.from_json(b'["a"]', mapped)
+    keys = table._keys
+    same = int(np.sum(keys[1:] == keys[:-1]))  # 20,000 ids in 2**32 keys: usually none, and none needed
+    assert same <= 2
