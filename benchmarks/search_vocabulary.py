@@ -23,11 +23,24 @@ sys.path.insert(0, str(HERE.parent))
 
 def candidates():
     from converter.search.encoder import LARGE, EncoderConfig
-    return (EncoderConfig("8k pieces, 256 wide", 8000, head_pieces=0),
-            EncoderConfig("16k pieces, 128 wide", 16000, embed_dim=128, head_pieces=0),
-            EncoderConfig("16k pieces, 3k at 256 + 64", 16000),
-            EncoderConfig(f"24k pieces, 3k at 256 + 64 (shipped, {LARGE.name})", 24000),
-            EncoderConfig("32k pieces, 3k at 256 + 48", 32000, tail_dim=48))
+    # names: pieces / row widths ("3k x 256 + 64": the 3,000 most frequent pieces 256 wide, the rest 64)
+    return (EncoderConfig("8k / 256", 8000, head_pieces=0),
+            EncoderConfig("16k / 128", 16000, embed_dim=128, head_pieces=0),
+            EncoderConfig("16k / 3k x 256 + 64", 16000),
+            EncoderConfig(f"24k / 3k x 256 + 64 (shipped {LARGE.name})", 24000),
+            EncoderConfig("32k / 3k x 256 + 48", 32000, tail_dim=48))
+
+
+def redraw(result: dict, path: Path) -> None:
+    """The plot of a results file: validation quality per vocabulary, the device bytes in each label."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from converter.report import search_size_plot
+    rows = [{**r, "name": f"{r['name']}: {r['device_bytes'] / 1e6:.2f} MB"} for r in result["candidates"]]
+    search_size_plot(rows, result["chosen_by_the_build"], path.parent, plt, path.name,
+                     title="query encoder: vocabulary (pieces / row widths) and size on the device")
 
 
 def main() -> int:
@@ -37,7 +50,6 @@ def main() -> int:
     p.add_argument("--out", default=str(HERE / "results" / "search_vocabulary.json"))
     args = p.parse_args()
     from converter.provenance import machine_record
-    from converter.report import search_size_plot
     from converter.search.build import SearchConfig, build_search
     from converter.text import TextEncoder
     from converter.workflow import load_dataset
@@ -51,10 +63,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=str))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    search_size_plot(rows, build.report["chosen"], out.parent, plt, out.with_suffix(".png").name)
+    redraw(result, out.with_suffix(".png"))
     for r in rows:
         v = r["validation"]
         print(f"{r['name']}: {r['device_bytes'] / 1e6:.2f} MB, known-item {v['known_item_success@5']['all']:.3f}, "

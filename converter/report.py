@@ -111,8 +111,10 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
     return name
 
 
-def search_size_plot(encoders: List[Dict[str, Any]], chosen: str, out: Path, plt, name: str = "search_quality_size.png") -> str:
+def search_size_plot(encoders: List[Dict[str, Any]], chosen: str, out: Path, plt, name: str = "search_quality_size.png",
+                     title: str = "search quality by encoder and search-space size") -> str:
     """Validation quality of each query encoder and search-space dimension tried (the device's hybrid search)."""
+    import textwrap
     cands = sorted(encoders, key=lambda e: (e["parameters"], e.get("dim", 0)))
     metrics = (
         ("known_item_success@5", "known-item success@5", "#4c72b0"),
@@ -128,12 +130,12 @@ def search_size_plot(encoders: List[Dict[str, Any]], chosen: str, out: Path, plt
         for x, y in zip(xs, ys):
             ax.annotate(f"{y:.2f}", (x, y), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
     ax.set_xticks(range(len(cands)))
-    ax.set_xticklabels([f"{e['name']}, {e.get('dim', '?')}-d\n{e['parameters'] / 1e6:.1f} M params" for e in cands],
-                       fontsize=8)
+    ax.set_xticklabels([textwrap.fill(f"{e['name']}, {e.get('dim', '?')}-d", 16) + f"\n{e['parameters'] / 1e6:.1f} M params"
+                        for e in cands], fontsize=8)
     ax.set_ylim(0, 1.12)
     ax.set_xlim(-0.7, len(cands) - 0.3)
     ax.set_ylabel("validation items' queries")
-    fig.suptitle(f"search quality by encoder and search-space size\n(chosen: {chosen.split(':')[0]})", fontsize=10)
+    fig.suptitle(f"{title}\n(chosen: {chosen.split(':')[0]})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out / name, dpi=100)
