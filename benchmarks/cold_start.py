@@ -13,7 +13,6 @@ target is a held-out item.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +37,7 @@ def main() -> int:
     p.add_argument("--work", help="where the bundle, channel and device go (default: a temporary folder)")
     p.add_argument("--out", default=str(HERE / "results" / "cold_start.json"))
     args = p.parse_args()
+    from results_file import write_results
 
     from converter.coldstart import cold_start_lines, run_cold_start
     from converter.convert import ConvertConfig
@@ -61,12 +61,8 @@ def main() -> int:
     result = {"machine": machine, "what": __doc__.splitlines()[0], "dataset": dataset.summary(),
               "teacher": {"max_minutes": args.max_minutes, "id_dropout": args.id_dropout, "max_len": teacher.max_len},
               **run.to_dict()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    plot(result, out.with_suffix(".png"))
     print("\n".join(cold_start_lines(result)))
-    print(f"written to {out}")
+    write_results(result, args.out, plot)
     return 0
 
 

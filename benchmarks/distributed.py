@@ -12,7 +12,6 @@ already uses both cores. On a real cluster the rate grows with the workers (READ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ def main() -> int:
     p.add_argument("--items", type=int, default=20_000)
     p.add_argument("--out", default=str(HERE / "results" / "distributed.json"))
     args = p.parse_args()
+    from results_file import write_results
     from synthetic import catalog_texts
 
     from converter.distributed import RayTextEncoder, local_cluster
@@ -61,11 +61,7 @@ def main() -> int:
             print(f"{runs[-1]['path']}: {s.texts_per_second:.0f} texts/s; per worker "
                   + ", ".join(f"{v:.0f}" for v in s.per_worker().values()))
     result = {"machine": machine_record(None), "what": __doc__.splitlines()[0], "items": args.items, "runs": runs}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    plot(result, out.with_suffix(".png"))
-    print(f"written to {out}")
+    write_results(result, args.out, plot)
     return 0
 
 

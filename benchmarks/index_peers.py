@@ -23,7 +23,6 @@ Writes results/index_peers.json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -184,6 +183,7 @@ def main() -> int:
     p.add_argument("--widths", default="16,32,48,64,96,128,192,256,384,512,768", help="search widths (ef) to sweep")
     p.add_argument("--out", default=str(HERE / "results" / "index_peers.json"))
     args = p.parse_args()
+    from results_file import write_results
     from runtime_latency import TUNING_USERS, real_histories
 
     from converter.index import exact_topk
@@ -200,11 +200,7 @@ def main() -> int:
             result = {"machine": machine_record(grown), "items": len(vectors), "dim": int(vectors.shape[1]),
                       "queries": len(queries), "k": K,
                       "stores": stores(rec, Path(grown), vectors, queries, truth, [int(w) for w in args.widths.split(",")])}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    plot(result, out.with_suffix(".png"))
-    print(f"written to {out}")
+    write_results(result, args.out, plot)
     return 0
 
 

@@ -207,6 +207,7 @@ def main() -> int:
     args = p.parse_args()
     from delta_sync import delta_cost
     from query_path import measure
+    from results_file import write_results
     from runtime_latency import TUNING_USERS, import_and_open, latency, real_histories
 
     from converter.provenance import machine_record
@@ -241,11 +242,7 @@ def main() -> int:
                                                timed, args.delta_runs, Path(tmp))
     r["floors"] = {"item_store_bytes_per_item": 260, "open_s": 1.0, "rss_mb": 400, "recommend_ratio": 2.0,
                    "delta_share": 0.02, "delta_apply_s": 5.0}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(r, indent=1))
-    plot(r, out.with_suffix(".png"))
-    print(f"written to {out}")
+    write_results(r, args.out, plot)
     return 0
 
 

@@ -12,7 +12,6 @@ pieces cannot put back together; this is the measurement behind the shipped voca
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,8 @@ def main() -> int:
     p.add_argument("--cache", default="artifacts/ml-1m/cache", help="language-model vector cache")
     p.add_argument("--out", default=str(HERE / "results" / "search_vocabulary.json"))
     args = p.parse_args()
+    from results_file import write_results
+
     from converter.provenance import machine_record
     from converter.search.build import SearchConfig, build_search
     from converter.text import TextEncoder
@@ -60,15 +61,11 @@ def main() -> int:
     result = {"machine": machine_record(None), "what": __doc__.splitlines()[0], "candidates": rows,
               "chosen_by_the_build": build.report["chosen"], "device_bytes_floor": 3_000_000,
               "minutes": (time.time() - t0) / 60}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
-    redraw(result, out.with_suffix(".png"))
     for r in rows:
         v = r["validation"]
         print(f"{r['name']}: {r['device_bytes'] / 1e6:.2f} MB, known-item {v['known_item_success@5']['all']:.3f}, "
               f"intent {v['intent_precision@10']['all']:.3f}, overlap {v['anchor_overlap@10']['all']:.3f}")
-    print(f"written to {out}")
+    write_results(result, args.out, redraw)
     return 0
 
 

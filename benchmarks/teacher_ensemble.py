@@ -8,7 +8,6 @@ the 55-minute budget reaches what one teacher does not. Writes results/teacher_e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -47,6 +46,8 @@ def main() -> int:
                                   "(default: the first 2, the first 3, ...)")
     p.add_argument("--out", default=str(HERE / "results" / "teacher_ensemble.json"))
     args = p.parse_args()
+    from results_file import write_results
+
     from converter.data import leave_one_out
     from converter.evaluate import evaluate
     from converter.provenance import machine_record
@@ -70,11 +71,7 @@ def main() -> int:
               f"({rows[-1]['train_minutes']:.1f} training minutes)", flush=True)
     r = {"machine": machine_record(), "split": args.split, "floor": 0.180, "rows": rows,
          "how": "EnsembleTeacher: summed scores (= one model over the members' concatenated vectors)"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(r, indent=1))
-    plot(r, out.with_suffix(".png"))
-    print(f"written to {out}")
+    write_results(r, args.out, plot)
     return 0
 
 
