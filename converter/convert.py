@@ -39,7 +39,7 @@ class ConvertConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     overlap_target: float = 0.8   # a student whose int8 top-10 shares this much with the teacher's is preferred
     recall_target: float = 0.95
-    near_exact_mb: float = 4.0   # a catalog whose near-exact item index (recall@10 >= 0.995) fits this many MB gets it
+    near_exact_mb: float = 4.0   # an item or search index that is near-exact (recall@10 >= 0.995) within this many MB: chosen
     representative_cases: int = 500
     parity_cases: int = 500
     golden_cases: int = 16
@@ -214,7 +214,7 @@ def convert(
             from .text import TextEncoder
             text_encoder = TextEncoder()
         search = build_search(dataset, text_encoder, c.search, log)
-        search_part = _search_part(search, c.recall_target)
+        search_part = _search_part(search, c.recall_target, c.near_exact_mb * 1e6)
         log(f"  search index: M={search_part.index.M}, ef_search={search_part.index.ef_search}, recall@10 "
             f"{search_part.index.recall:.4f}")
         if search_model_out is not None:
@@ -280,10 +280,13 @@ def convert(
     return Conversion(Path(out), manifest, candidates, pick, why, index, search, tuning, (time.time() - t0) / 60)
 
 
-def _search_part(search: SearchBuild, recall_target: float) -> SearchPart:
-    """The bundle's search files, with the search index tuned by recall on validation queries."""
+def _search_part(search: SearchBuild, recall_target: float, near_exact_bytes: float) -> SearchPart:
+    """The bundle's search files, with the search index tuned by recall on validation queries (near-exact,
+    like the item index, when that fits ``near_exact_bytes``: a small catalog's search then ranks as the
+    encoder does)."""
     q, scales = quantize_rows(search.item_vectors)
-    index = tune_index(dequantize_rows(q, scales), search.valid_vectors, target=recall_target, compact_dims=(), item_queries=0)
+    index = tune_index(dequantize_rows(q, scales), search.valid_vectors, target=recall_target, compact_dims=(), item_queries=0,
+                       near_exact_bytes=near_exact_bytes)
     return SearchPart(
         search.tokenizer,
         search.encoder.tflite,
