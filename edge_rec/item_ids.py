@@ -52,7 +52,8 @@ class ItemIds(Sequence[str]):
     def from_json(cls, data: bytes, mapped: "mmap.mmap | bytes | None" = None) -> "ItemIds":
         """The ids file (a JSON list of strings). Ids without escapes (the usual case) are located in the
         file's bytes by numpy, which then serve as the blob (``mapped``, the same file memory-mapped, if
-        given: ``data`` is then only read once, at opening); a file with escapes is parsed by ``json``."""
+        given: ``data`` is then only read once, at opening); a file with escapes is parsed by ``json`` into
+        a blob of its own (``mapped`` is then not needed)."""
         spans = _plain_json_strings(data) if b"\\" not in data else None
         if spans is not None:
             try:
@@ -122,8 +123,8 @@ class ItemIds(Sequence[str]):
 
     def _row_of(self, wanted: bytes, h: int, p: int) -> int:
         """The row holding ``wanted`` among the ids whose key is ``h`` (a run from position ``p``), or -1."""
-        hashes = self._keys
-        while p < len(hashes) and hashes.item(p) == h:
+        keys = self._keys
+        while p < len(keys) and keys.item(p) == h:
             r = self._order.item(p)
             if wanted and self._raw(r) == wanted:
                 return r
@@ -143,8 +144,8 @@ class ItemIds(Sequence[str]):
 
 
 def _key(hashes: np.ndarray) -> np.ndarray:
-    """The 32-bit lookup keys of 64-bit hashes (their high half: a quarter of the memory at a million ids,
-    and about a hundred colliding pairs, which the byte check sorts out)."""
+    """The 32-bit lookup keys of 64-bit hashes (their high half: half the memory, and at a million ids about a
+    hundred colliding pairs, which the byte check sorts out)."""
     return (hashes >> np.uint64(32)).astype(np.uint32)
 
 
