@@ -39,7 +39,7 @@ class ConvertConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     overlap_target: float = 0.8   # a student whose int8 top-10 shares this much with the teacher's is preferred
     recall_target: float = 0.95
-    near_exact_mb: float = 4.0   # an item or search index that is near-exact (recall@10 >= 0.995) within this many MB: chosen
+    near_exact_mb: float = 4.0   # item and search indexes: a near-exact one (recall@10 >= 0.995) fitting this many MB wins
     representative_cases: int = 500
     parity_cases: int = 500
     golden_cases: int = 16

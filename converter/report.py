@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -114,7 +115,6 @@ def _index_recall(idx: IndexChoice, out: Path, plt, name: str, title: str) -> st
 def search_size_plot(encoders: List[Dict[str, Any]], chosen: str, out: Path, plt, name: str = "search_quality_size.png",
                      title: str = "search quality by encoder and search-space size") -> str:
     """Validation quality of each query encoder and search-space dimension tried (the device's hybrid search)."""
-    import textwrap
     cands = sorted(encoders, key=lambda e: (e["parameters"], e.get("dim", 0)))
     metrics = (
         ("known_item_success@5", "known-item success@5", "#4c72b0"),
