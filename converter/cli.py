@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
-from . import provenance  # noqa: F401  (records the commit this command starts with)
 from .teacher.ensemble import RECIPE as ENSEMBLE_RECIPE
 
 
@@ -53,8 +52,12 @@ def _teacher_config(args: argparse.Namespace):
 
 
 def _load(args: argparse.Namespace):
+    """The data set and its split; where every command that trains or measures starts, so the commit its
+    results record is the code it started with."""
     from .data import leave_one_out
+    from .provenance import git_commit
     from .workflow import load_dataset
+    git_commit()
     dataset = load_dataset(args.data, args.interactions, args.items, args.delimiter)
     print(dataset.summary())
     return dataset, leave_one_out(dataset, args.seen_items)

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]  # the checkout (git commit of the co
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str:
     """HEAD's commit, with "+changes" when the work tree differs from it, as it was when this process first
-    asked (at import of this module): a long run records the code it started with, not a later commit."""
+    asked (at import of this module, or where a converter command starts): a long run records the code it
+    started with, not a later commit."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,

@@ -35,7 +35,7 @@ from .encoder import (
     sparse_features,
     train_imitation,
 )
-from .evaluate import exact_top, headline, hybrid_top, search_metrics, title_matches
+from .evaluate import exact_top, headline, hybrid_top, objective, search_metrics, title_matches
 from .queries import Query, make_queries, split_items, spoken_title, typed
 from .tokenizer import train_tokenizer
 
@@ -229,7 +229,7 @@ def choose_encoder(candidates: Sequence[Dict[str, Any]], max_device_bytes: int, 
     and anchor overlap@10 among those whose tokenizer + int8 weights fit ``max_device_bytes``; within 1% of
     it the smaller encoder, then the smaller space. Returns it and why, in words."""
     def score(cand: Dict[str, Any]) -> float:
-        return sum(v or 0.0 for v in headline(cand["valid"]).values())
+        return objective(headline(cand["valid"]))
     fitting = [cand for cand in candidates if cand["parameters"] + len(cand["tokenizer"]) <= max_device_bytes]
     if not fitting:
         raise ValueError(f"no query encoder fits {max_device_bytes:,} bytes with its tokenizer: "

@@ -118,7 +118,7 @@ class QueryEncoderNet(keras.Model):
 
     def rows(self):
         """Every feature row at full width (training gathers from it)."""
-        if len(self.embedding) == 1:
+        if not self.narrow:
             return self.table
         return tf.concat([self.table, tf.matmul(self.tail, self.widen)], 0)
 
@@ -133,7 +133,7 @@ class QueryEncoderNet(keras.Model):
         """(1, features) dense feature vector -> unit search vector: the function converted to int8 TFLite.
         The embedding bag is one matmul (two with narrow rows), a FULLY_CONNECTED op each; the search
         projection is folded into the last layers, so the device never computes the 384-d vector."""
-        if len(self.embedding) == 1:
+        if not self.narrow:
             pooled = tf.matmul(features, self.table)
         else:
             pooled = (tf.matmul(features[:, :self.head_rows], self.table)
@@ -143,6 +143,11 @@ class QueryEncoderNet(keras.Model):
         y = (tf.matmul(x, tf.matmul(self.skip.kernel, p)) + tf.matmul(self.hidden(x), tf.matmul(self.out.kernel, p))
              + tf.matmul(self.out.bias[None, :], p))
         return tf.math.l2_normalize(y, axis=-1)
+
+    @property
+    def narrow(self) -> bool:
+        """Whether the rarer pieces have narrow rows (a tail table and its widening matrix)."""
+        return self.head_rows < self.features.size
 
     @property
     def training_variables(self) -> list:
