@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Tuple, Union
@@ -20,6 +19,7 @@ import numpy as np
 
 from .atomic import atomic_write_json
 from .errors import IntegrityError, ManifestError
+from .file_bytes import FileBytes
 from .manifest import LOCAL_NAME, MANIFEST_NAME, MAX_MANIFEST_BYTES, FileEntry, Manifest
 from .signing import KeyLike, trusted_keys, verify
 
@@ -173,15 +173,14 @@ class Bundle:
             raise IntegrityError(f"{name} changed after the bundle was verified")
         return f
 
-    def map_bytes(self, name: str) -> "mmap.mmap | bytes":
-        """A verified file memory-mapped read-only (b"" when empty): its pages are read when touched and
-        are the kernel's to drop when memory is short, so the device holds only what it uses."""
-        with self._open_verified(name) as f:
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+    def reader(self, name: str) -> FileBytes:
+        """A verified file kept open for positional reads (see :mod:`edge_rec.file_bytes`): for data read a
+        few bytes at a time, such as the ids of a request's items."""
+        return FileBytes(self._open_verified(name))
 
     def map_array(self, name: str) -> np.ndarray:
-        """A verified ``.npy`` file memory-mapped read-only (see :meth:`map_bytes`): a large table costs the
-        device only the rows it uses."""
+        """A verified ``.npy`` file memory-mapped read-only: its pages are read when touched and are the kernel's
+        to drop when memory is short, so a large table costs the device only the rows it uses."""
         try:
             with self._open_verified(name) as f:
                 version = np.lib.format.read_magic(f)

@@ -1,8 +1,8 @@
 """The item table's ids, held compactly: the ids file's bytes, each id's span in them, sorted hash keys.
 
 At a million items a list of Python strings costs ~73 MB and a dict from id to row ~70 MB more; this
-keeps the file's bytes (~1 byte per id character, mapped from the bundle's file when it has one, so
-only the ids looked up are read) plus 16 bytes per id, and maps a history's ids to rows through 32-bit
+keeps the file's bytes (~1 byte per id character; left in the bundle's file when it has one, read an id at
+a time, see :mod:`edge_rec.file_bytes`) plus 13 bytes per id (ids shorter than 256 bytes; 16 at most), and maps a history's ids to rows through 32-bit
 keys of their hashes, each hit checked against its bytes (equal keys are runs searched in turn). Row
 ``r``'s id is decoded when asked for. An empty id is a tombstone (a row a delta deleted): it never maps
 to a row.
@@ -10,12 +10,12 @@ to a row.
 from __future__ import annotations
 
 import json
-import mmap
 from typing import Iterator, List, Sequence, Union, overload
 
 import numpy as np
 
 from .errors import IncompatibleBundleError, ManifestError
+from .file_bytes import FileBytes
 
 _ENCODING, _ERRORS = "utf-8", "surrogatepass"  # ids with lone surrogates (legal in JSON) round-trip too
 _NOT_WHITESPACE = np.ones(256, bool)
@@ -33,10 +33,12 @@ class ItemIds(Sequence[str]):
     """Row -> id (``ids[r]``, decoded on demand) and ids -> rows (:meth:`rows`), in a few bytes per id."""
 
     def __init__(self, blob: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
-        self._blob: "bytes | mmap.mmap" = blob
-        width = np.uint32 if len(blob) < 2 ** 32 else np.int64
-        self._starts, self._ends = starts.astype(width), ends.astype(width)
-        keys = _key(hash_spans(np.frombuffer(blob, np.uint8), self._starts, self._ends))
+        self._blob: "bytes | FileBytes" = blob
+        self._starts = starts.astype(np.uint32 if len(blob) < 2 ** 32 else np.int64)
+        lengths = np.asarray(ends, np.int64) - starts
+        longest = int(lengths.max(initial=0))
+        self._lengths = lengths.astype(np.uint8 if longest < 2 ** 8 else np.uint16 if longest < 2 ** 16 else np.uint32)
+        keys = _key(hash_spans(np.frombuffer(blob, np.uint8), self._starts, self._starts + self._lengths))
         self._order = np.argsort(keys, kind="stable").astype(np.int32 if len(starts) < 2 ** 31 else np.int64)
         self._keys = keys[self._order]
         self._check_unique()
@@ -49,11 +51,11 @@ class ItemIds(Sequence[str]):
         return cls(b"".join(encoded), ends - lengths, ends)
 
     @classmethod
-    def from_json(cls, data: bytes, mapped: "mmap.mmap | bytes | None" = None) -> "ItemIds":
+    def from_json(cls, data: bytes, stored: "FileBytes | bytes | None" = None) -> "ItemIds":
         """The ids file (a JSON list of strings). Ids without escapes (the usual case) are located in the
-        file's bytes by numpy, which then serve as the blob (``mapped``, the same file memory-mapped, if
+        file's bytes by numpy, which then serve as the blob (``stored``, the same file left on disk, if
         given: ``data`` is then only read once, at opening); a file with escapes is parsed by ``json`` into
-        a blob of its own (``mapped`` is then not needed)."""
+        a blob of its own (``stored`` is then not needed)."""
         spans = _plain_json_strings(data) if b"\\" not in data else None
         if spans is not None:
             try:
@@ -61,10 +63,10 @@ class ItemIds(Sequence[str]):
             except UnicodeDecodeError as e:
                 raise ManifestError(f"item ids are not a JSON list: {e}") from None
             table = cls(data, *spans)
-            if mapped is not None:
-                if len(mapped) != len(data):
-                    raise ManifestError("the mapped item ids differ from the ids file read")
-                table._blob = mapped
+            if stored is not None:
+                if len(stored) != len(data):
+                    raise ManifestError("the stored item ids differ from the ids file read")
+                table._blob = stored
             return table
         try:
             value = json.loads(data.decode(_ENCODING))
@@ -89,12 +91,13 @@ class ItemIds(Sequence[str]):
 
     def _raw(self, row: int) -> bytes:
         """Row ``row``'s id as stored (UTF-8 bytes; empty for a tombstone)."""
-        return self._blob[self._starts.item(row):self._ends.item(row)]
+        start = self._starts.item(row)
+        return self._blob[start:start + self._lengths.item(row)]
 
     def take(self, rows: Sequence[int]) -> List[str]:
         """The ids of ``rows`` (what a result list needs: one numpy gather, then a slice per id)."""
         blob = self._blob
-        return [blob[a:b].decode(_ENCODING, _ERRORS) for a, b in zip(self._starts[rows].tolist(), self._ends[rows].tolist())]
+        return [blob[a:a + n].decode(_ENCODING, _ERRORS) for a, n in zip(self._starts[rows].tolist(), self._lengths[rows].tolist())]
 
     def __iter__(self) -> Iterator[str]:
         for c in range(0, len(self), _CHUNK):
@@ -103,9 +106,14 @@ class ItemIds(Sequence[str]):
     def __contains__(self, item_id: object) -> bool:
         return isinstance(item_id, str) and int(self.rows([item_id])[0]) >= 0
 
+    def close(self) -> None:
+        """Close the ids file when the ids are read from it (nothing to do for ids held in memory)."""
+        if isinstance(self._blob, FileBytes):
+            self._blob.close()
+
     def tombstones(self) -> np.ndarray:
         """Rows whose id is empty (deleted by a delta), ascending."""
-        return np.flatnonzero(self._starts == self._ends).astype(np.int64)
+        return np.flatnonzero(self._lengths == 0).astype(np.int64)
 
     def rows(self, item_ids: Sequence[object]) -> np.ndarray:
         """The row of each id, -1 for ids not in the table (int64, same length as ``item_ids``)."""

@@ -49,8 +49,8 @@ class EdgeRecommender:
         self._owned: List[Any] = []  # what close() closes besides the item table (a history store opened from a path)
         edgetpu = bundle.read_bytes(m.model.edgetpu_file) if m.model.edgetpu_file else None
         self.model = StudentModel(bundle.read_bytes(m.model.file), m.model, num_threads, backend, edgetpu)
-        # before the index, which hands back the heap's free pages; the ids' bytes stay in the file, mapped
-        ids = ItemIds.from_json(bundle.read_bytes(m.items.ids), bundle.map_bytes(m.items.ids))
+        # before the index, which hands back the heap's free pages; the ids' bytes stay in the file
+        ids = ItemIds.from_json(bundle.read_bytes(m.items.ids), bundle.reader(m.items.ids))
         projection = load_projection(bundle.verify_file(m.index.projection), m.index, m.items.dim) if m.index.projection else None
         self.index = ItemIndex(bundle.verify_file(m.index.file), m.index,
                                np.ascontiguousarray(projection[:, :m.index.dim]) if projection is not None else None)

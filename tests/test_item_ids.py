@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from edge_rec.errors import IncompatibleBundleError, ManifestError
+from edge_rec.file_bytes import FileBytes
 from edge_rec.item_ids import ItemIds
 
 PLAIN = ["1", "2", "", "abc-42", "Überfilm", "東京物語", "a b,c", "[x]", "", "z" * 300]
@@ -58,21 +59,23 @@ def test_one_hash_in_python_and_in_numpy():
     assert table.rows(wanted[:5]).tolist() + table.rows(wanted[5:]).tolist() == [int(w) if int(w) < 100 else -1 for w in wanted]
 
 
-def test_ids_kept_in_a_mapped_file_read_as_the_bytes_do(tmp_path):
-    """The device keeps the ids file mapped (only the ids it looks up are read) and its keys are 32 bits:
+def test_ids_left_in_their_file_read_as_the_bytes_do(tmp_path):
+    """The device leaves the ids file on disk (only the ids it looks up are read) and its keys are 32 bits:
     ids whose keys collide are still told apart by their bytes."""
-    import mmap
-    ids = [f"item-{i}" for i in range(20000)]
+    ids = [f"item-{i}" for i in range(20000)] + [""]
     path = tmp_path / "ids.json"
     path.write_bytes(json.dumps(ids).encode())
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    table = ItemIds.from_json(path.read_bytes(), mapped)
-    assert table._blob is mapped and table._keys.dtype == np.uint32
+    stored = FileBytes(open(path, "rb"))
+    table = ItemIds.from_json(path.read_bytes(), stored)
+    assert table._blob is stored and table._keys.dtype == np.uint32 and table._lengths.dtype == np.uint8
     assert table.rows(ids[::997] + ["item-x"]).tolist() == list(range(0, 20000, 997)) + [-1]
-    assert table.take([5, 19999]) == ["item-5", "item-19999"] and table[7] == "item-7"
-    with pytest.raises(ManifestError, match="mapped item ids differ"):
-        ItemIds.from_json(b'["a"]', mapped)
+    assert table.take([5, 19999, 20000]) == ["item-5", "item-19999", ""] and table[7] == "item-7"
+    assert table.tombstones().tolist() == [20000] and stored[3:0] == b"" and len(stored) == path.stat().st_size
+    with pytest.raises(TypeError, match="contiguous"):
+        stored[::2]
+    with pytest.raises(ManifestError, match="stored item ids differ"):
+        ItemIds.from_json(b'["a"]', stored)
     keys = table._keys
+    table.close()
     same = int(np.sum(keys[1:] == keys[:-1]))  # 20,000 ids in 2**32 keys: usually none, and none needed
     assert same <= 2

@@ -382,6 +382,16 @@ def test_item_metadata_lines_found_across_read_chunks(tmp_path):
     path.write_bytes(("\n".join(lines[:4]) + "\n").encode())
     with pytest.raises(Exception, match="4 lines for 5 items"):
         ItemTable(np.zeros((5, 2), np.int8), np.ones(5, np.float32), list("abcde"), np.zeros(0, np.int64), path).metadata(0)
+    for n in (37, 48):  # several blocks of LINE_BLOCK lines, the last one short or full
+        path.write_bytes("".join(json.dumps({"row": r, "pad": "y" * (r % 7)}) + "\n" for r in range(n)).encode())
+        ids = [str(r) for r in range(n)]
+        items = ItemTable(np.zeros((n, 2), np.int8), np.ones(n, np.float32), ids, np.zeros(0, np.int64), path)
+        assert [items.metadata(r)["row"] for r in np.random.default_rng(n).permutation(n)] == \
+            np.random.default_rng(n).permutation(n).tolist()
+        assert items.metadata(n) == {} and items.metadata(-1) == {}
+        with pytest.raises(Exception, match=f"more than {n - 1} lines"):
+            ItemTable(np.zeros((n - 1, 2), np.int8), np.ones(n - 1, np.float32), ids[:-1], np.zeros(0, np.int64),
+                      path).metadata(0)
 
 
 def test_recommend_follows_the_bundles_repeat_consumption_protocol(converted, tmp_path):
