@@ -4,8 +4,8 @@ filtered latency against the same-run floor, and a 1% delta sync (bytes on the w
 The catalog is a real bundle grown to N items (benchmarks/synthetic.py: real item vectors plus noise shaped
 by their covariance, rescaled to the base item's norm; metadata copied from the base item), its index
 tuned by the converter's own rule (converter.index.tune_index) on real ML-1M histories' queries, restricted
-to the compact store over 32 query-aware directions (the converter's choice at 100k with the default
-student, under the byte floor with each vector stored once), M 6 or 8, over the whole re-rank and search-width grids,
+to the compact store over 32 query-aware directions, M 8 (the converter's choice at 100k with the default
+student, under the byte floor with each vector stored once) over the whole re-rank and search-width grids,
 to recall@10 0.96 (the floor 0.95 + 0.01; the converter's default margin is 0.02, which at this density
 costs a wider search). The graph is built with ef_construction 500, not the converter's 200: at this
 density a better-linked graph of the same bytes gains 0.018 recall@10 at search width 768 (measured out

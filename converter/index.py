@@ -1,15 +1,15 @@
 """The HNSW item index: build with hnswlib, and choose its form by measured recall@10 and bytes.
 
 Two forms are tried: the graph over the item vectors (M from M_GRID), and the compact store, the graph
-(M from COMPACT_MS) over the vectors' projection onto a few directions (COMPACT_DIMS), whose best ``rerank`` rows the
+(M 8) over the vectors' projection onto a few directions (COMPACT_DIMS), whose best ``rerank`` rows the
 device re-ranks exactly (each vector is stored once: its coordinates along those directions in the graph,
 the rest in the int8 table; see :mod:`edge_rec.vectors`). The directions are fitted to the queries as well as the items
 (:func:`query_aware_projection`, on other users' queries than those recall is measured on): the ones
 that carry most of the query-item scores, not the items' own principal directions, which miss what
 separates the items a user vector asks for. Recall is measured against exact search over
 the same (int8-dequantized) vectors, the way the device searches, with real student query vectors; the
-choice must reach the same level for items' own vectors (similar_items, which re-ranks four times as many
-candidates on a compact store): a sparser graph (M 6) that user queries accept can miss items' neighbours. The setting with the fewest bytes per item on disk (index and item
+choice's recall for items' own vectors (similar_items, which re-ranks four times as many candidates on a
+compact store) is recorded beside it. The setting with the fewest bytes per item on disk (index and item
 table: a compact store's table holds fewer coordinates) that reaches the target with a margin wins; among equal
 sizes, the one that reads fewest candidates. A small catalog can afford a near-exact index: given a byte
 budget (``near_exact_bytes``), the settings reaching ``near_exact`` recall whose whole index fits it come first,
@@ -29,10 +29,10 @@ import numpy as np
 
 from .errors import ConverterError
 
-EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)  # the wide end: 1M-item catalogs
+EF_GRID = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)  # the wide end: 1M-item catalogs
 M_GRID = (8, 12, 16, 24, 32)
 COMPACT_DIMS = (16, 24, 32)     # projected dimensions tried for the compact store (below the item dimension)
-COMPACT_MS = (6, 8)  # the compact store's graph: M 6 saves 16 bytes per item of links, for a wider search
+COMPACT_M = 8
 RERANK_GRID = (40, 80, 160, 320)  # rows the device re-ranks with the int8 table (320: 1M-item catalogs)
 
 
@@ -153,8 +153,8 @@ class IndexChoice:
     projection_dim: int = 0    # the compact store: the graph over this many directions (0: plain) ...
     projection: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # ... its (d, dim) matrix (not in reports)
     rerank: int = 0            # ... and this many candidates re-ranked with the int8 table
-    compact_curves: Dict[str, Dict[int, float]] = field(default_factory=dict)  # "24-d M 8, re-rank 80" -> ef -> recall@10
-    compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d M 8" -> bytes per item on disk
+    compact_curves: Dict[str, Dict[int, float]] = field(default_factory=dict)  # "24-d, re-rank 80" -> ef -> recall@10
+    compact_sizes: Dict[str, float] = field(default_factory=dict)              # "24-d" -> bytes per item on disk
     similar_recall: Optional[float] = None  # the choice's recall@10 for items' own vectors (similar_items)
     seen_excluded_recall: Optional[float] = None  # the choice's recall@10 with each user's seen items left out
     near_exact: Optional[float] = None  # the recall level, when chosen as a near-exact setting within the byte budget
@@ -170,19 +170,17 @@ class IndexChoice:
 def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, margin: float = 0.02,
                space: str = "ip", ef_construction: int = 200, Ms: Sequence[int] = M_GRID,
                efs: Sequence[int] = EF_GRID, k: int = 10, compact_dims: Sequence[int] = COMPACT_DIMS,
-               compact_Ms: Sequence[int] = COMPACT_MS,
                item_queries: int = 500, similar_rerank: int = 4, exclude: Sequence[np.ndarray] = (),
                exclude_queries: int = 500, near_exact: float = 0.995, near_exact_bytes: float = 0.0,
                fit_queries: Optional[np.ndarray] = None) -> IndexChoice:
     """Measure recall@k of every form (see the module docstring) on ``queries`` (the student's) and pick the
     most compact one reaching target + margin (``compact_dims=()``: the plain graph only; inner-product
-    spaces only). The choice is checked on ``item_queries`` items' own vectors (similar_items, which re-ranks
-    ``similar_rerank`` times as many candidates on a compact store) and, given ``exclude`` (the rows each
-    query's user has seen, which the device leaves out), on the first ``exclude_queries`` queries with them
-    left out: it falls to the next most compact setting until one reaches its level (target + margin, or
-    ``near_exact``) in both checks too (both recalls are recorded).
+    spaces only). The choice's recall for ``item_queries`` items' own vectors (similar_items, which re-ranks
+    ``similar_rerank`` times as many candidates on a compact store) is measured and recorded too.
+    ``exclude``: the rows each query's user has seen (the device leaves them out); the first
+    ``exclude_queries`` of them then check the choice, which falls to the next most compact setting
+    until one reaches its level (target + margin, or ``near_exact``) with them left out too.
     ``near_exact_bytes`` (0: off): settings reaching ``near_exact`` whose index fits these bytes come first.
-    ``compact_Ms``: the compact store's graph widths tried (each over every one of ``compact_dims``).
     ``fit_queries``: other users' queries the compact store's directions are fitted to (None: the second
     half of ``queries`` fits them and the first half measures every form), as recall measured on the
     queries a projection was fitted to overstates what new users get (by ~0.02 at 1,000 queries)."""
@@ -203,25 +201,13 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
     compact_curves, compact_sizes, projections = {}, {}, {}
     for dim in dims:
         projections[dim] = projection = query_aware_projection(vectors, fit_queries, dim)
-        for M in compact_Ms:
-            built[(M, dim)] = index = build_hnsw(vectors @ projection, space, M, ef_construction)
-            size = (index_file_size(index) + projection.nbytes + 128) / len(vectors)  # + the .npy header
-            compact_sizes[f"{dim}-d M {M}"] = size
-            for rerank in (r for r in RERANK_GRID if r < len(vectors)):
-                curve = {ef: reranked_recall(index, projection, vectors, queries, truth, rerank, ef) for ef in efs if ef >= rerank}
-                compact_curves[f"{dim}-d M {M}, re-rank {rerank}"] = curve
-                good += [(size, ef, M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
-    items = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), min(item_queries, len(vectors)), replace=False))]
-    items_truth = exact_topk(items, vectors, k, space) if item_queries else None
-
-    def similar_recall(M: int, dim: int, ef: int, rerank: int) -> Optional[float]:
-        if not item_queries:
-            return None
-        index = built[(M, dim)]
-        return (reranked_recall(index, projections[dim], vectors, items, items_truth,
-                                min(similar_rerank * rerank, len(vectors) - 1), ef) if dim
-                else recall_at(index, items, items_truth, ef))
-
+        built[(COMPACT_M, dim)] = index = build_hnsw(vectors @ projection, space, COMPACT_M, ef_construction)
+        size = (index_file_size(index) + projection.nbytes + 128) / len(vectors)  # + the .npy header
+        compact_sizes[f"{dim}-d"] = size
+        for rerank in (r for r in RERANK_GRID if r < len(vectors)):
+            curve = {ef: reranked_recall(index, projection, vectors, queries, truth, rerank, ef) for ef in efs if ef >= rerank}
+            compact_curves[f"{dim}-d, re-rank {rerank}"] = curve
+            good += [(size, ef, COMPACT_M, ef, dim, rerank, r) for ef, r in curve.items() if r >= target + margin]
     seen_recall, near = None, None
     if good:
         def near_ok(g) -> bool:
@@ -232,16 +218,18 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
         def store_bytes(g) -> float:  # the index, and the int8 table's coordinates (one byte each) it leaves there
             return g[0] + vectors.shape[1] - g[4]
         ranked = sorted(good, key=lambda g: (0, g[1], g[2], g[5]) if near_ok(g) else (1, round(store_bytes(g), 1), g[1], g[5]))
-        checked = []  # (seen-excluded recall, similar-items recall, setting), in ranked order until one holds
-        for g in ranked:
-            seen = (excluded_recall(built[(g[2], g[4])], queries[:exclude_queries], vectors, exclude[:exclude_queries],
-                                    ef=g[3], k=k, projection=projections.get(g[4]), rerank=g[5]) if len(exclude) else None)
-            checked.append((seen, similar_recall(g[2], g[4], g[3], g[5]), g))
-            if all(r is None or r >= level(g) for r in checked[-1][:2]):
-                break
-        # the one that held is the last checked (all before it fell short); if none held, the closest
-        held = all(r is None or r >= level(checked[-1][2]) for r in checked[-1][:2])
-        seen_recall, similar, pick = checked[-1] if held else max(checked, key=lambda c: min(r for r in (*c[:2], 1.0) if r is not None))
+        pick = ranked[0]
+        if len(exclude):
+            checked = []
+            for g in ranked:
+                r = excluded_recall(built[(g[2], g[4])], queries[:exclude_queries], vectors, exclude[:exclude_queries],
+                                    ef=g[3], k=k, projection=projections.get(g[4]),
+                                    rerank=g[5])
+                checked.append((r, g))
+                if r >= level(g):
+                    break
+            # the one that held is the last checked (all before it fell short); if none held, the closest
+            seen_recall, pick = checked[-1] if checked[-1][0] >= level(checked[-1][1]) else max(checked, key=lambda c: c[0])
         size, _, M, ef, dim, rerank, recall = pick
         near = near_exact if near_ok(pick) else None
     elif not Ms:
@@ -250,6 +238,13 @@ def tune_index(vectors: np.ndarray, queries: np.ndarray, target: float = 0.95, m
     else:  # nothing reached the margin: the best measured plain setting
         M, ef = max(((m, e) for m in Ms for e in efs), key=lambda me: (curves[me[0]][me[1]], -me[0], -me[1]))
         size, dim, rerank, recall = sizes[M], 0, 0, curves[M][ef]
-        similar = similar_recall(M, 0, ef, 0)
+    similar = None
+    if item_queries:
+        items = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), min(item_queries, len(vectors)), replace=False))]
+        items_truth = exact_topk(items, vectors, k, space)
+        index = built[(M, dim)]
+        similar = (reranked_recall(index, projections[dim], vectors, items, items_truth,
+                                   min(similar_rerank * rerank, len(vectors) - 1), ef) if dim
+                   else recall_at(index, items, items_truth, ef))
     return IndexChoice(space, M, ef_construction, ef, recall, target, size, curves, sizes, dim, projections.get(dim), rerank,
                        compact_curves, compact_sizes, similar, seen_recall, near)

@@ -41,11 +41,18 @@ class Graph:
     upper: np.ndarray        # int8: the upper-level link lists, element by element
     deleted: bool            # some element carries hnswlib's deleted mark
 
-    def hnswlib_state(self, spec: IndexSpec, capacity: Optional[int] = None, ef_construction: Optional[int] = None
-                      ) -> Dict[str, Any]:
+    def hnswlib_state(self, spec: IndexSpec, capacity: Optional[int] = None, ef_construction: Optional[int] = None,
+                      lookup: bool = True) -> Dict[str, Any]:
         """The dict hnswlib 0.8's ``Index.__setstate__`` restores an index from: room for ``capacity`` items
-        (default: as many as it holds), inserting at ``ef_construction`` (default: the file's)."""
-        h = dict(self.header, max_elements=max(capacity or 0, self.header["cur_element_count"]))
+        (default: as many as it holds), inserting at ``ef_construction`` (default: the file's).
+
+        ``lookup=False``: an index for queries only, without hnswlib's label -> element map. A query answers
+        with the label stored beside each element (and a filter sees that label), so only updates (add,
+        replace, mark_deleted, get_items) read the map, which costs about 90 MB at a million items (a hash
+        map node per element, its buckets and the heap they leave behind). Every label is then given as 0:
+        the map holds one entry, and an update on such an index fails with hnswlib's "Label not found"."""
+        count = self.header["cur_element_count"]
+        h = dict(self.header, max_elements=max(capacity or 0, count))
         if ef_construction is not None:
             h["ef_construction"] = ef_construction
         # seed 1: hnswlib's loader leaves its level generator at the engine's default seed (1), so items added
@@ -53,8 +60,9 @@ class Graph:
         return {**h, "ser_version": _STATE_VERSION, "space": spec.space, "dim": spec.dim, "index_inited": True,
                 "ep_added": True, "normalize": spec.space == "cosine", "num_threads": 1, "seed": 1,
                 "ef": spec.ef_search, "has_deletions": self.deleted, "size_links_per_element": (h["max_M"] + 1) * 4,
-                "allow_replace_deleted": False, "label_lookup_external": self.labels,
-                "label_lookup_internal": np.arange(len(self.labels), dtype=np.uint32),
+                "allow_replace_deleted": False,
+                "label_lookup_external": self.labels if lookup else np.zeros(count, np.uint64),
+                "label_lookup_internal": np.arange(count, dtype=np.uint32) if lookup else np.zeros(count, np.uint32),
                 "element_levels": self.levels, "data_level0": self.level0, "link_lists": self.upper}
 
 
@@ -196,7 +204,7 @@ class ItemIndex:
             raise IncompatibleBundleError(f"index {spec.file}: the manifest {'names' if spec.projection else 'has no'} "
                                           "projection, the caller gave " + ("none" if projection is None else "one"))
         self.spec, self.projection, self._path = spec, projection, path
-        self._index = restore_index(path, spec, graph)
+        self._index = restore_index(path, spec, graph, lookup=False)  # queries only: a delta updates its own copy
         # where each row's vector sits in the file (see stored_vectors): element i holds label labels[i]
         self._layout = (graph.header["size_data_per_element"], graph.header["offset_data"]) if graph is not None else None
         self._element_of = (None if graph is None or np.array_equal(graph.labels, np.arange(spec.count, dtype=np.uint64))
@@ -277,10 +285,11 @@ class ItemIndex:
 
 
 def restore_index(path: Path, spec: IndexSpec, graph: Optional[Graph], capacity: Optional[int] = None,
-                  ef_construction: Optional[int] = None):
+                  ef_construction: Optional[int] = None, lookup: bool = True):
     """The hnswlib index of a checked file (``graph``: what the check read, None for an empty index), with room
     for ``capacity`` items, adding items at ``ef_construction`` (default: the file's). Restored from the checked
-    graph; read by hnswlib's own loader only for an empty index or an hnswlib whose pickle format is not 0.8's."""
+    graph (``lookup=False``: for queries only, see :meth:`Graph.hnswlib_state`); read by hnswlib's own loader
+    (with its label map) only for an empty index or an hnswlib whose pickle format is not 0.8's."""
     import hnswlib
     if graph is None and ef_construction is not None:  # an empty index: nothing to read
         index = hnswlib.Index(space=spec.space, dim=spec.dim)
@@ -289,7 +298,7 @@ def restore_index(path: Path, spec: IndexSpec, graph: Optional[Graph], capacity:
     if graph is not None:
         try:
             index = hnswlib.Index.__new__(hnswlib.Index)
-            index.__setstate__((graph.hnswlib_state(spec, capacity, ef_construction),))
+            index.__setstate__((graph.hnswlib_state(spec, capacity, ef_construction, lookup),))
             return index
         except (TypeError, ValueError, RuntimeError):
             pass

@@ -64,19 +64,6 @@ def test_the_choice_must_hold_with_each_users_seen_items_left_out(monkeypatch):
     assert plain.projection_dim == 0 and plain.seen_excluded_recall >= 0.97
 
 
-def test_a_sparser_graph_must_hold_for_similar_items_too(monkeypatch):
-    """M 6 saves bytes when user queries accept it; when items' own neighbours are lost on it, M 8 is kept."""
-    items, queries = low_rank(), low_rank(300, seed=1)
-    sparse = tune_index(items, queries, target=0.95)
-    assert sparse.M == 6 and sparse.similar_recall >= 0.97  # this catalog: M 6 holds for both
-    real = tuner.reranked_recall
-    monkeypatch.setattr(tuner, "reranked_recall", lambda index, projection, vectors, q, truth, rerank, ef:
-                        0.5 if index.M == 6 and len(q) == 500 else real(index, projection, vectors, q, truth, rerank, ef))
-    kept = tune_index(items, queries, target=0.95)
-    assert kept.M == 8 and kept.projection_dim and kept.similar_recall >= 0.97
-    assert kept.bytes_per_item > sparse.bytes_per_item
-
-
 def test_a_small_catalog_gets_a_near_exact_index_within_its_byte_budget():
     items, queries = low_rank(), low_rank(300, seed=1)
     compact = tune_index(items, queries, target=0.95)

@@ -15,7 +15,7 @@ def test_restored_graph_answers_as_hnswlib_loads_it(tmp_path, space):
     vectors = rng.standard_normal((3000, 12)).astype(np.float32)
     built = hnswlib.Index(space=space, dim=12)
     built.init_index(len(vectors), M=6, ef_construction=60, random_seed=1)
-    built.add_items(vectors)
+    built.add_items(vectors, rng.permutation(len(vectors)))  # labels (table rows) in another order than elements
     for row in (5, 77, 1200):
         built.mark_deleted(row)  # a delta's tombstones
     path = tmp_path / "items.hnsw"
@@ -32,7 +32,12 @@ def test_restored_graph_answers_as_hnswlib_loads_it(tmp_path, space):
         rows, dist = restored.search(q, 10)
         assert np.array_equal(rows, loaded.search(q, 10)[0]) and np.allclose(dist, loaded.search(q, 10)[1])
         assert not {5, 77, 1200} & set(rows.tolist())
+        seen = set(rows[:8].tolist())  # excluded inside the search: hnswlib's filter sees each element's label
+        assert np.array_equal(restored.search(q, 10, seen)[0], loaded.search(q, 10, seen)[0])
     assert restored._index.get_max_elements() == len(vectors) and restored._index.get_current_count() == len(vectors)
+    with pytest.raises(RuntimeError, match="Label not found"):  # for queries only: no label map (a delta restores its own)
+        restored._index.mark_deleted(9)
+    loaded._index.mark_deleted(9)
 
 
 def test_a_graph_grown_from_the_restored_state_is_the_one_hnswlibs_loader_grows(tmp_path):
