@@ -129,7 +129,8 @@ class ItemTable:
             return {}
         block = row // LINE_BLOCK
         start = int(blocks[block])
-        line = os.pread(fd, int(blocks[block + 1]) - start, start).split(b"\n", LINE_BLOCK)[row % LINE_BLOCK]
+        within = row % LINE_BLOCK
+        line = os.pread(fd, int(blocks[block + 1]) - start, start).split(b"\n", within + 1)[within]
         try:  # raw_decode on text: a third of json.loads(bytes)'s time on a short line
             text = line.decode("utf-8")
             value, end = _DECODER.raw_decode(text)
