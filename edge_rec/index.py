@@ -4,7 +4,9 @@ hnswlib stores neither the dimension nor the space in its file and crashes on co
 both come from the signed manifest and the file is hashed right before it is loaded. The check reads
 the whole graph; what it read is handed to hnswlib as the state its pickle support restores (a copy of
 three arrays), which is about three times faster than hnswlib's own loader at a million items (that
-loader seeks through the file element by element); any other hnswlib falls back to its loader.
+loader seeks through the file element by element); any other hnswlib falls back to its loader. The index
+a device serves from is restored for queries only, without hnswlib's label map (see
+:meth:`Graph.hnswlib_state`); a delta grows a copy restored with it.
 """
 from __future__ import annotations
 
