@@ -3,9 +3,9 @@
 At a million items a list of Python strings costs ~73 MB and a dict from id to row ~70 MB more; this
 keeps the file's bytes (~1 byte per id character; left in the bundle's file when it has one, read an id
 at a time, see :mod:`edge_rec.file_bytes`) plus 13 bytes per id (ids shorter than 256 bytes; 16 at most),
-and maps a history's ids to rows through 32-bit keys of their hashes, each hit checked against its bytes (equal keys are runs searched in turn). Row
-``r``'s id is decoded when asked for. An empty id is a tombstone (a row a delta deleted): it never maps
-to a row.
+and maps a history's ids to rows through 32-bit keys of their hashes, each hit checked against its bytes
+(equal keys are runs searched in turn). Row ``r``'s id is decoded when asked for. An empty id is a
+tombstone (a row a delta deleted): it never maps to a row.
 """
 from __future__ import annotations
 
